@@ -1,0 +1,61 @@
+"""The Python API; it mirrors the CLI. Errors a user can cause raise `SpecError`
+(located diagnostics) or `UserError` (one line)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from specc.emit import to_yaml
+from specc.errors import Diagnostic, SpecError
+from specc.ir import Graph
+from specc.lint import warnings as lint_warnings
+from specc.shapes import DEFAULT_MAX_ACTIVATION_BYTES, DEFAULT_MAX_PARAMS, ShapeReport, infer
+from specc.spec import load_graph, load_graph_text
+from specc.summary import render
+
+SpecLike = "str | Path | Graph"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A shape-checked spec: the graph, its numbers and its lint warnings."""
+
+    graph: Graph
+    report: ShapeReport
+    warnings: tuple[Diagnostic, ...]
+
+
+def load(spec, overrides: list[str] | None = None) -> Graph:
+    """A spec path (or `-`), YAML text (a string containing a newline) or a Graph -> Graph."""
+    if isinstance(spec, Graph):
+        return spec
+    if isinstance(spec, str) and "\n" in spec:
+        return load_graph_text(spec, "<string>", overrides)
+    return load_graph(spec, overrides)
+
+
+def check(
+    spec,
+    overrides: list[str] | None = None,
+    *,
+    strict: bool = False,
+    max_params: int = DEFAULT_MAX_PARAMS,
+    max_activation_bytes: int = DEFAULT_MAX_ACTIVATION_BYTES,
+) -> CheckResult:
+    """Validate and shape-check a spec; `strict` turns lint warnings into errors."""
+    graph = load(spec, overrides)
+    report = infer(graph, max_params=max_params, max_activation_bytes=max_activation_bytes)
+    found = tuple(lint_warnings(graph, report))
+    if strict and found:
+        raise SpecError([Diagnostic(d.pos, d.path, d.message, d.label, "error") for d in found])
+    return CheckResult(graph, report, found)
+
+
+def summary(spec, overrides: list[str] | None = None) -> str:
+    """The summary table of a spec as text."""
+    return render(check(spec, overrides).report)
+
+
+def fmt(spec, overrides: list[str] | None = None) -> str:
+    """Canonical YAML of a spec."""
+    return to_yaml(check(spec, overrides).graph)

@@ -1,0 +1,92 @@
+"""The `specc` command. Each subcommand lives in `specc/commands/<name>.py` and registers
+itself; backends are imported lazily inside the commands that need them.
+
+Exit status: 0 success, 2 anything the user must fix (spec, arguments, paths), 1 internal
+failure. Results go to stdout, diagnostics to stderr, so commands chain in pipes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from specc import __version__
+from specc.errors import SpecError, UserError
+
+# Subcommand modules, in the order `specc --help` lists them.
+COMMANDS = (
+    "check",
+    "summary",
+    "fmt",
+    "schema",
+    "transform",
+    "compile",
+    "predict",
+    "train",
+    "eval",
+    "visualize",
+    "ablate",
+)
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="specc",
+        description="specc — describe a CNN once in YAML; check, transform, compile, train and explain it.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `specc COMMAND --help` for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"specc {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"specc.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"specc.commands.{name}":
+                continue  # a command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USER
+    try:
+        return int(args.func(args) or EXIT_OK)
+    except SpecError as exc:
+        for diagnostic in exc.diagnostics:
+            print(diagnostic.format(), file=sys.stderr)
+        return EXIT_USER
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - the one place internal failures are reported
+        if args.debug:
+            raise
+        print(
+            f"specc: internal error: {type(exc).__name__}: {exc} (run `specc --debug ...` for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""One module per `specc` subcommand; each defines `register(subparsers)`."""

@@ -1,0 +1,65 @@
+"""Options shared by the subcommands: how a spec is named and overridden."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from specc.errors import UserError
+from specc.shapes import DEFAULT_MAX_ACTIVATION_BYTES, DEFAULT_MAX_PARAMS
+
+
+def add_command(sub, name: str, help: str, examples: str, description: str = "") -> argparse.ArgumentParser:
+    """A subparser whose --help ends with examples."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog="examples:\n" + "\n".join(f"  {line}" for line in examples.strip().splitlines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_spec_options(parser: argparse.ArgumentParser, *, many: bool = False, optional: bool = True) -> None:
+    """SPEC (path or `-` for stdin; read from stdin when omitted and piped), --set, budgets."""
+    if many:
+        parser.add_argument("specs", nargs="*", metavar="SPEC", help="spec files, or - for stdin")
+    elif optional:
+        parser.add_argument(
+            "spec", nargs="?", metavar="SPEC", help="a spec file, or - for stdin (the default when piped)"
+        )
+    else:
+        parser.add_argument("spec", metavar="SPEC", help="a spec file, or - for stdin")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec value (YAML), e.g. --set classes=100 --set layers.conv9.filters=100",
+    )
+    parser.add_argument(
+        "--max-params",
+        type=int,
+        default=DEFAULT_MAX_PARAMS,
+        help=f"refuse specs above this many parameters (default {DEFAULT_MAX_PARAMS:.0e})",
+    )
+    parser.add_argument(
+        "--max-activation-gib",
+        type=float,
+        default=DEFAULT_MAX_ACTIVATION_BYTES / 2**30,
+        help="refuse specs whose per-image activations exceed this many GiB (default 16)",
+    )
+
+
+def spec_source(value: str | None) -> str:
+    """The spec argument, defaulting to stdin when it is piped."""
+    if value:
+        return value
+    if sys.stdin is not None and not sys.stdin.isatty():
+        return "-"
+    raise UserError("no spec given: name a spec file, or pipe one in (`... | specc COMMAND -`)")
+
+
+def check_kwargs(args) -> dict:
+    return {"max_params": args.max_params, "max_activation_bytes": int(args.max_activation_gib * 2**30)}

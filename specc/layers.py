@@ -1,0 +1,283 @@
+"""From the `layers:` list of a spec to validated IR nodes.
+
+Steps, each reporting every problem it finds (located) rather than stopping at the first:
+expand `repeat` blocks (with `$i` and per-iteration `vars`), name unnamed layers (conv1,
+conv2, pool1, ...), apply name-addressed patches from derived specs and `--set`, apply the
+spec's `defaults`, and validate each layer against its op class in `specc.ops`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from specc.errors import DiagnosticSink, SourcePos, did_you_mean
+from specc.ir import INPUT, Node
+from specc.ops import OPS
+from specc.validation import diagnostics_from
+from specc.yamlsrc import format_path
+
+ENTRY_KEYS = ("name", "type", "inputs")
+REPEAT_KEYS = ("repeat", "vars", "layers")
+MAX_EXPANDED = 10_000
+_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+@dataclass
+class Entry:
+    """One layer after `repeat` expansion, before validation."""
+
+    name: str | None
+    type: Any
+    params: dict
+    inputs: Any
+    pos: SourcePos
+    path: str
+    value_pos: dict[str, SourcePos] = field(default_factory=dict)
+    key_pos: dict[str, SourcePos] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Patch:
+    """`layers: {conv9: {filters: 100}}` in a derived spec, or `--set layers.conv9.filters=100`."""
+
+    layer: str
+    key: str
+    value: Any
+    pos: SourcePos
+
+
+class _Positions:
+    def __init__(self, vpos: dict, kpos: dict, fallback: SourcePos):
+        self.vpos, self.kpos, self.fallback = vpos, kpos, fallback
+
+    def value(self, path: tuple) -> SourcePos:
+        path = tuple(path)
+        while path:
+            if path in self.vpos:
+                return self.vpos[path]
+            path = path[:-1]
+        return self.fallback
+
+    def key(self, path: tuple) -> SourcePos:
+        return self.kpos.get(tuple(path)) or self.value(path)
+
+
+def _substitute(value, env: dict, pos: SourcePos, path: str, sink: DiagnosticSink):
+    if isinstance(value, dict):
+        return {k: _substitute(v, env, pos, path, sink) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, env, pos, path, sink) for v in value]
+    if not isinstance(value, str) or "$" not in value or not env:
+        return value
+    whole = _VAR.fullmatch(value)
+    if whole:
+        var = whole.group(1) or whole.group(2)
+        if var in env:
+            return env[var]
+
+    def repl(match: re.Match) -> str:
+        var = match.group(1) or match.group(2)
+        if var not in env:
+            sink.error(
+                pos, path, f"unknown variable ${var}{did_you_mean(var, env)} (known: {', '.join('$' + k for k in env)})"
+            )
+            return match.group(0)
+        return str(env[var])
+
+    return _VAR.sub(repl, value)
+
+
+def expand(items, keypath: tuple, where: _Positions, sink: DiagnosticSink, env: dict | None = None) -> list[Entry]:
+    """Flatten `repeat` blocks into a list of entries (substituting `$var`s)."""
+    env = env or {}
+    out: list[Entry] = []
+    if not isinstance(items, list):
+        sink.error(where.value(keypath), format_path(keypath), "expected a list of layers")
+        return out
+    for i, item in enumerate(items):
+        kp = keypath + (i,)
+        path = format_path(kp)
+        pos = where.value(kp)
+        if not isinstance(item, dict):
+            sink.error(
+                pos, path, f"expected a layer mapping such as {{type: conv, filters: 96, kernel: 3}}, got {item!r}"
+            )
+            continue
+        if "repeat" in item:
+            out.extend(_expand_repeat(item, kp, where, sink, env))
+        else:
+            item = _substitute(item, env, pos, path, sink)
+            params = {k: v for k, v in item.items() if k not in ENTRY_KEYS}
+            out.append(
+                Entry(
+                    name=item.get("name"),
+                    type=item.get("type"),
+                    params=params,
+                    inputs=item.get("inputs"),
+                    pos=pos,
+                    path=path,
+                    value_pos={k: where.value(kp + (k,)) for k in item},
+                    key_pos={k: where.key(kp + (k,)) for k in item},
+                )
+            )
+        if len(out) > MAX_EXPANDED:
+            sink.error(pos, path, f"more than {MAX_EXPANDED} layers after repeat expansion — refusing")
+            return out
+    return out
+
+
+def _expand_repeat(item: dict, kp: tuple, where: _Positions, sink: DiagnosticSink, env: dict) -> list[Entry]:
+    path = format_path(kp)
+    for key in item:
+        if key not in REPEAT_KEYS:
+            sink.error(
+                where.key(kp + (key,)), path, f"unknown key '{key}' in a repeat block{did_you_mean(key, REPEAT_KEYS)}"
+            )
+    times = _substitute(item["repeat"], env, where.value(kp), path, sink)
+    if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_EXPANDED:
+        sink.error(
+            where.value(kp + ("repeat",)), path, f"repeat = {times!r} is not valid — expected a positive integer"
+        )
+        return []
+    variables = item.get("vars") or {}
+    if not isinstance(variables, dict):
+        sink.error(where.value(kp + ("vars",)), path, "vars must map names to lists of per-iteration values")
+        return []
+    for var, values in variables.items():
+        if not isinstance(values, list) or len(values) != times:
+            got = len(values) if isinstance(values, list) else type(values).__name__
+            sink.error(
+                where.value(kp + ("vars", var)),
+                f"{path}.vars.{var}",
+                f"expected a list of {times} values (one per repetition), got {got}",
+            )
+            return []
+    if "layers" not in item:
+        sink.error(where.value(kp), path, "a repeat block needs a 'layers' list")
+        return []
+    out: list[Entry] = []
+    for it in range(times):
+        scope = {**env, "i": it + 1, **{k: v[it] for k, v in variables.items()}}
+        out.extend(expand(item["layers"], kp + ("layers",), where, sink, scope))
+    return out
+
+
+def assign_names(entries: list[Entry]) -> None:
+    """Give unnamed layers stable names: the type's prefix and a per-prefix counter."""
+    taken = {e.name for e in entries if isinstance(e.name, str)}
+    counters: dict[str, int] = {}
+    for e in entries:
+        if e.name is not None:
+            continue
+        cls = OPS.get(e.type) if isinstance(e.type, str) else None
+        prefix = cls.name_prefix if cls else "layer"
+        n = counters.get(prefix, 0) + 1
+        while f"{prefix}{n}" in taken:
+            n += 1
+        counters[prefix] = n
+        e.name = f"{prefix}{n}"
+        taken.add(e.name)
+
+
+def apply_patches(entries: list[Entry], patches: list[Patch], sink: DiagnosticSink) -> None:
+    by_name = {e.name: e for e in entries}
+    for p in patches:
+        entry = by_name.get(p.layer)
+        if entry is None:
+            sink.error(p.pos, f"layers.{p.layer}", f"no layer named '{p.layer}'{did_you_mean(p.layer, by_name)}")
+            continue
+        if p.key in ENTRY_KEYS:
+            setattr(entry, p.key, p.value)
+        else:
+            entry.params[p.key] = p.value
+        entry.value_pos[p.key] = p.pos
+        entry.key_pos[p.key] = p.pos
+
+
+def check_defaults(defaults: dict, where: _Positions, sink: DiagnosticSink) -> None:
+    """Defaults name real layer types and real parameters of those types."""
+    for op_type, values in defaults.items():
+        kp = ("defaults", op_type)
+        if op_type not in OPS:
+            sink.error(where.key(kp), "defaults", f"unknown layer type '{op_type}'{did_you_mean(op_type, OPS)}")
+            continue
+        if not isinstance(values, dict):
+            sink.error(where.value(kp), f"defaults.{op_type}", "expected a mapping of parameters")
+            continue
+        fields = [f for f in OPS[op_type].model_fields if f != "type"]
+        for key in values:
+            if key not in fields:
+                sink.error(
+                    where.key(kp + (key,)),
+                    f"defaults.{op_type}",
+                    f"unknown key '{key}' for {op_type}{did_you_mean(key, fields)}",
+                )
+
+
+def build_nodes(entries: list[Entry], defaults: dict, where: _Positions, sink: DiagnosticSink) -> list[Node]:
+    """Validate every entry against its op class; returns the nodes that validated."""
+    nodes: list[Node] = []
+    previous = INPUT
+    for e in entries:
+        label = e.name if isinstance(e.name, str) else ""
+        inputs = _inputs(e, previous, sink)
+        previous = e.name if isinstance(e.name, str) else previous
+        if e.type is None:
+            sink.error(e.pos, e.path, f"missing 'type' — expected one of {', '.join(OPS)}", label)
+            continue
+        if not isinstance(e.type, str) or e.type not in OPS:
+            sink.error(
+                e.value_pos.get("type", e.pos),
+                e.path,
+                f"unknown layer type '{e.type}'{did_you_mean(e.type, OPS)}",
+                label,
+            )
+            continue
+        if not isinstance(e.name, str):
+            sink.error(e.value_pos.get("name", e.pos), e.path, f"name = {e.name!r} is not valid — expected a string")
+            continue
+        cls = OPS[e.type]
+        layer_defaults = defaults.get(e.type, {}) if isinstance(defaults.get(e.type), dict) else {}
+        merged = {**{k: v for k, v in layer_defaults.items() if k in cls.model_fields}, **e.params}
+        vpos = {k: where.value(("defaults", e.type, k)) for k in layer_defaults} | e.value_pos
+        kpos = e.key_pos
+        try:
+            op = cls.model_validate(merged)
+        except ValidationError as exc:
+            sink.diagnostics.extend(
+                diagnostics_from(
+                    exc,
+                    cls,
+                    merged,
+                    lambda loc: vpos.get(loc[0], e.pos) if loc else e.pos,
+                    lambda loc: kpos.get(loc[0], e.pos) if loc else e.pos,
+                    e.path,
+                    label,
+                    e.type,
+                )
+            )
+            continue
+        if inputs is None:
+            continue
+        field_pos = tuple(sorted(vpos.items())) + (("name", e.value_pos.get("name", e.pos)),)
+        nodes.append(Node(e.name, op, inputs, e.pos, e.path, field_pos))
+    return nodes
+
+
+def _inputs(e: Entry, previous: str, sink: DiagnosticSink) -> tuple[str, ...] | None:
+    if e.inputs is None:
+        return (previous,)
+    raw = [e.inputs] if isinstance(e.inputs, str) else e.inputs
+    if not isinstance(raw, list) or not raw or not all(isinstance(x, str) for x in raw):
+        sink.error(
+            e.value_pos.get("inputs", e.pos),
+            e.path,
+            f"inputs = {e.inputs!r} is not valid — expected a layer name or a list of layer names",
+            e.name if isinstance(e.name, str) else "",
+        )
+        return None
+    return tuple(raw)

@@ -1,0 +1,143 @@
+"""Lint warnings: legal specs that hide a known trap. Each is located like an error;
+`specc check --strict` turns them into errors."""
+
+from __future__ import annotations
+
+from specc.errors import Diagnostic
+from specc.ir import INPUT, Graph, Node
+from specc.ops import (
+    AvgPool,
+    Conv,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    LeakyReLU,
+    Linear,
+    MaxPool,
+    ReLU,
+    Softmax,
+    _window_out,
+    _Windowed,
+)
+from specc.shapes import ShapeReport
+
+# Layers that pass class scores through unchanged in kind (so a ReLU before them still clips).
+_SCORE_PASSTHROUGH = (Softmax, GlobalAvgPool, Flatten, Dropout)
+
+
+def warnings(graph: Graph, report: ShapeReport) -> list[Diagnostic]:
+    """All lint warnings of a shape-checked graph, in spec order."""
+    found: list[Diagnostic] = []
+    found += _relu_on_scores(graph)
+    for node in graph.nodes:
+        found += _dropout_before_batch_norm(graph, node)
+        found += _border_drop(node, report)
+        found += _rounding(node, report)
+        found += _unused(graph, node)
+    return found
+
+
+def _warn(node: Node, message: str) -> Diagnostic:
+    return Diagnostic(node.pos, node.path, message, node.name, "warning")
+
+
+def _relu_on_scores(graph: Graph) -> list[Diagnostic]:
+    node = graph.output
+    while isinstance(node.op, _SCORE_PASSTHROUGH) and node.inputs[0] != INPUT:
+        node = graph.node(node.inputs[0])
+    rectified = isinstance(node.op, (ReLU, LeakyReLU)) or (
+        isinstance(node.op, (Conv, Linear)) and node.op.activation != "none"
+    )
+    if not rectified:
+        return []
+    return [
+        _warn(
+            node,
+            "ReLU on the final class scores: negative scores are clipped to 0 and get no gradient, so"
+            " outputs can die (the paper does this; keep it to reproduce the paper, else activation: none)",
+        )
+    ]
+
+
+def _dropout_before_batch_norm(graph: Graph, node: Node) -> list[Diagnostic]:
+    if node.type != "batch_norm":
+        return []
+    src = node.inputs[0]
+    if src != INPUT and isinstance(graph.node(src).op, Dropout):
+        return [
+            _warn(
+                node,
+                f"batch_norm right after dropout '{src}': its running statistics are collected on"
+                " dropped-out activations in training but applied to full ones in eval (variance shift)"
+                " — put dropout after the normalisation",
+            )
+        ]
+    return []
+
+
+def _geometry(node: Node, report: ShapeReport):
+    src = node.inputs[0]
+    in_shape = report.shapes.get(src)
+    return in_shape if in_shape is not None and len(in_shape) == 3 else None
+
+
+def _border_drop(node: Node, report: ShapeReport) -> list[Diagnostic]:
+    if not isinstance(node.op, _Windowed):
+        return []
+    in_shape = _geometry(node, report)
+    out_shape = report.shapes.get(node.name)
+    if in_shape is None or out_shape is None:
+        return []
+    lost = []
+    for axis, size, k, s, p, o in zip(
+        ("rows", "columns"),
+        in_shape[1:],
+        node.op.window([in_shape])[:2],
+        node.op.stride_hw(),
+        node.op.pads(),
+        out_shape[1:],
+    ):
+        last_covered = (o - 1) * s - p + k - 1
+        dropped = size - 1 - last_covered
+        if dropped > 0:
+            lost.append(
+                f"{dropped} {axis} (windows of {k}, stride {s}, padding {p} stop at index {last_covered} of {size})"
+            )
+    if not lost:
+        return []
+    return [
+        _warn(
+            node,
+            f"never sees the last {' and '.join(lost)} — adjust the input size or padding so the stride divides it",
+        )
+    ]
+
+
+def _rounding(node: Node, report: ShapeReport) -> list[Diagnostic]:
+    if not isinstance(node.op, (MaxPool, AvgPool)):
+        return []
+    in_shape = _geometry(node, report)
+    if in_shape is None:
+        return []
+    _, h, _ = in_shape
+    (k, _), (s, _), (p, _) = node.op.kernel_hw(), node.op.stride_hw(), node.op.pads()
+    floor_size, _ = _window_out(h, k, s, 2 * p, 1, False)
+    ceil_size, _ = _window_out(h, k, s, 2 * p, 1, True)
+    if floor_size == ceil_size:
+        return []
+    used, other = ("ceil", "floor") if node.op.ceil_mode else ("floor", "ceil")
+    sizes = {"floor": floor_size, "ceil": ceil_size}
+    return [
+        _warn(
+            node,
+            f"output size depends on the framework's rounding: {used} gives {sizes[used]}, {other} gives"
+            f" {sizes[other]} (PyTorch/ONNX/Keras pool with floor, Caffe with ceil) — this spec uses {used};"
+            " check the size when porting",
+        )
+    ]
+
+
+def _unused(graph: Graph, node: Node) -> list[Diagnostic]:
+    if node is graph.output or graph.consumers(node.name):
+        return []
+    return [_warn(node, "output is never used (not an input of any layer, not the network output)")]

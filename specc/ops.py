@@ -1,0 +1,477 @@
+"""THE op table: one frozen pydantic class per layer type.
+
+Each class declares, once, everything every pass and backend needs to know about a layer
+type: its parameter schema (the fields, whose descriptions double as the "expected" text of
+validation errors), its shape rule, its parameter count, its MACs and its receptive-field
+window. Backends keep one entry per type in their own tables; a test asserts they cover
+`OPS` exactly.
+
+Shapes are per-sample tuples: `(C, H, W)` for feature maps, `(F,)` for flat vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, ClassVar, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Shape = tuple[int, ...]
+
+PosInt = Annotated[int, Field(strict=True, gt=0)]
+NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+Pair = Union[PosInt, tuple[PosInt, PosInt]]
+Padding = Union[Literal["same", "valid"], NonNegInt, tuple[NonNegInt, NonNegInt]]
+Activation = Literal["relu", "leaky_relu", "none"]
+Init = Literal["he", "xavier", "gaussian", "torch"]
+
+
+class ShapeError(Exception):
+    """A shape rule failed; the message shows the arithmetic."""
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _squash(value):
+    """[3, 3] -> 3 so that canonical YAML prints square windows as one number."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == value[1]:
+        return value[0]
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _dims(h: int, w: int) -> str:
+    return f"{h}x{w}"
+
+
+def _spatial(op: str, shape: Shape) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ShapeError(
+            f"{op} needs a CxHxW feature map but gets a flat vector of {shape[0]} features"
+            " — put it before the flatten/global pooling"
+        )
+    return shape
+
+
+def _window_out(size: int, k: int, s: int, pad_total: int, dilation: int = 1, ceil: bool = False) -> tuple[int, str]:
+    """Output length of a sliding window, and the arithmetic that produced it."""
+    keff = dilation * (k - 1) + 1
+    num = size + pad_total - keff
+    padtxt = f" + {pad_total}" if pad_total else ""
+    if ceil:
+        out = -(-num // s) + 1 if num >= 0 else 0
+        # Caffe/PyTorch rule: the last window must start inside the input or its left padding.
+        if out > 0 and (out - 1) * s >= size + pad_total // 2:
+            out -= 1
+        text = f"ceil(({size}{padtxt} - {keff})/{s}) + 1 = {out}"
+    else:
+        out = num // s + 1 if num >= 0 else 0
+        text = f"({size}{padtxt} - {keff})/{s} + 1 = {out}"
+    return out, text
+
+
+class LayerOp(BaseModel):
+    """Base of every layer type. Subclasses set the class variables and override the rules."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ClassVar[str] = ""
+    name_prefix: ClassVar[str] = "layer"
+    doc: ClassVar[str] = ""
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int] = 1
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        return inputs[0]
+
+    def param_count(self, inputs: list[Shape]) -> int:
+        return 0
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return 0
+
+    def window(self, inputs: list[Shape]) -> tuple[int, int, int, int]:
+        """(effective kernel h, w, stride h, w) for receptive-field arithmetic."""
+        return (1, 1, 1, 1)
+
+    def describe(self) -> str:
+        """A short human description for the summary (`3x3/2 same`)."""
+        return ""
+
+    def params(self) -> dict:
+        """The op's parameters as plain data, all fields included."""
+        return self.model_dump(mode="json")
+
+
+class _Windowed(LayerOp):
+    """Shared geometry of convolutions and pools: kernel, stride, padding."""
+
+    kernel: Pair = Field(description="a positive integer or [height, width]")
+    stride: Pair = Field(1, description="a positive integer or [height, width]")
+    padding: Padding = Field("valid", description="'same', 'valid', an integer or [height, width]")
+
+    @field_validator("kernel", "stride", "padding", mode="after")
+    @classmethod
+    def _canonical_pair(cls, value):
+        return _squash(value)
+
+    def kernel_hw(self) -> tuple[int, int]:
+        return _pair(self.kernel)
+
+    def stride_hw(self) -> tuple[int, int]:
+        return _pair(self.stride)
+
+    def dilation_hw(self) -> tuple[int, int]:
+        return (1, 1)
+
+    def rounds_up(self) -> bool:
+        """Caffe-style ceil rounding of the output size (pools only)."""
+        return False
+
+    def pads(self) -> tuple[int, int]:
+        """Symmetric padding per side (height, width); 'same' pads (k_eff - 1) / 2."""
+        if self.padding == "valid":
+            return (0, 0)
+        if self.padding == "same":
+            (kh, kw), (dh, dw) = self.kernel_hw(), self.dilation_hw()
+            return ((dh * (kh - 1)) // 2, (dw * (kw - 1)) // 2)
+        return _pair(self.padding)
+
+    def _check_same(self, label: str) -> None:
+        if self.padding != "same":
+            return
+        (kh, kw), (dh, dw) = self.kernel_hw(), self.dilation_hw()
+        if (dh * (kh - 1)) % 2 or (dw * (kw - 1)) % 2:
+            raise ShapeError(
+                f"'same' padding needs an odd kernel, {label} has {_dims(kh, kw)}"
+                " — give an explicit padding or use 'valid'"
+            )
+
+    def _spatial_out(self, label: str, h: int, w: int) -> tuple[int, int]:
+        self._check_same(label)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (
+            self.kernel_hw(),
+            self.stride_hw(),
+            self.pads(),
+            self.dilation_hw(),
+        )
+        ho, th = _window_out(h, kh, sh, 2 * ph, dh, self.rounds_up())
+        wo, tw = _window_out(w, kw, sw, 2 * pw, dw, self.rounds_up())
+        if ho <= 0 or wo <= 0:
+            pad_word = self.padding if isinstance(self.padding, str) else f"padding {self.padding}"
+            text = th if ho <= 0 else tw
+            raise ShapeError(
+                f"{_dims(kh, kw)} {pad_word} {label} on a {_dims(h, w)} input: {text}"
+                " — expected an output of at least 1x1"
+            )
+        return ho, wo
+
+    def window(self, inputs: list[Shape]) -> tuple[int, int, int, int]:
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_hw(), self.stride_hw(), self.dilation_hw()
+        return (dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw)
+
+    def describe(self) -> str:
+        kh, kw = self.kernel_hw()
+        sh, sw = self.stride_hw()
+        stride = "" if (sh, sw) == (1, 1) else (f"/{sh}" if sh == sw else f"/{sh}x{sw}")
+        pad = self.padding if isinstance(self.padding, str) else f"pad {self.padding}"
+        return f"{_dims(kh, kw)}{stride} {pad}"
+
+
+class Conv(_Windowed):
+    """2-D convolution, optionally followed by its activation (the paper's "conv ReLU")."""
+
+    kind: ClassVar[str] = "conv"
+    name_prefix: ClassVar[str] = "conv"
+    doc: ClassVar[str] = "2-D convolution with an optional fused activation"
+
+    type: Literal["conv"] = "conv"
+    filters: PosInt = Field(description="a positive integer (output channels)")
+    dilation: Pair = Field(1, description="a positive integer or [height, width]")
+    groups: PosInt = Field(1, description="a positive integer dividing both channel counts")
+    bias: bool = Field(True, description="true or false")
+    activation: Activation = Field("none", description="relu, leaky_relu or none")
+    slope: float = Field(0.01, ge=0, description="the leaky_relu negative slope, a number >= 0")
+    init: Init = Field("he", description="he, xavier, gaussian or torch")
+    init_std: float = Field(0.01, gt=0, description="the gaussian init's standard deviation (> 0)")
+
+    @field_validator("dilation", mode="after")
+    @classmethod
+    def _canonical_dilation(cls, value):
+        return _squash(value)
+
+    def dilation_hw(self) -> tuple[int, int]:
+        return _pair(self.dilation)
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        c, h, w = _spatial("conv", inputs[0])
+        if c % self.groups or self.filters % self.groups:
+            raise ShapeError(
+                f"groups={self.groups} must divide both the input channels ({c}) and filters ({self.filters})"
+            )
+        ho, wo = self._spatial_out("conv", h, w)
+        return (self.filters, ho, wo)
+
+    def param_count(self, inputs: list[Shape]) -> int:
+        kh, kw = self.kernel_hw()
+        cin = inputs[0][0]
+        return self.filters * (cin // self.groups) * kh * kw + (self.filters if self.bias else 0)
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        kh, kw = self.kernel_hw()
+        cout, ho, wo = output
+        return cout * ho * wo * (inputs[0][0] // self.groups) * kh * kw
+
+    def describe(self) -> str:
+        act = "" if self.activation == "none" else f" {self.activation}"
+        return f"{super().describe()}{act}"
+
+
+class _Pool(_Windowed):
+    stride: Pair | None = Field(None, description="a positive integer or [height, width] (default: the kernel)")
+    ceil_mode: bool = Field(False, description="true for Caffe's ceil rounding, false for floor")
+
+    def stride_hw(self) -> tuple[int, int]:
+        return _pair(self.kernel if self.stride is None else self.stride)
+
+    def rounds_up(self) -> bool:
+        return self.ceil_mode
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        c, h, w = _spatial(self.kind, inputs[0])
+        (kh, kw), (ph, pw) = self.kernel_hw(), self.pads()
+        if ph * 2 > kh or pw * 2 > kw:
+            raise ShapeError(
+                f"padding {ph}x{pw} is more than half the {_dims(kh, kw)} kernel"
+                " — pooling windows would see only padding"
+            )
+        if kh > h + 2 * ph or kw > w + 2 * pw:
+            raise ShapeError(
+                f"{_dims(kh, kw)} {self.kind} is larger than its {_dims(h, w)} input"
+                f"{' (padded ' + _dims(h + 2 * ph, w + 2 * pw) + ')' if ph or pw else ''}"
+            )
+        ho, wo = self._spatial_out(self.kind, h, w)
+        return (c, ho, wo)
+
+    def describe(self) -> str:
+        return super().describe() + (" ceil" if self.ceil_mode else "")
+
+
+class MaxPool(_Pool):
+    """Max pooling."""
+
+    kind: ClassVar[str] = "max_pool"
+    name_prefix: ClassVar[str] = "pool"
+    doc: ClassVar[str] = "max pooling"
+    type: Literal["max_pool"] = "max_pool"
+
+
+class AvgPool(_Pool):
+    """Average pooling; padded zeros are excluded from the average unless asked."""
+
+    kind: ClassVar[str] = "avg_pool"
+    name_prefix: ClassVar[str] = "avgpool"
+    doc: ClassVar[str] = "average pooling"
+    type: Literal["avg_pool"] = "avg_pool"
+    count_include_pad: bool = Field(False, description="true to count padded zeros (Caffe), false to exclude them")
+
+
+class GlobalAvgPool(LayerOp):
+    """Average over the whole feature map: CxHxW -> C (the paper's "global averaging")."""
+
+    kind: ClassVar[str] = "global_avg_pool"
+    name_prefix: ClassVar[str] = "gap"
+    doc: ClassVar[str] = "global average pooling to a C-vector"
+    type: Literal["global_avg_pool"] = "global_avg_pool"
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        c, _, _ = _spatial("global_avg_pool", inputs[0])
+        return (c,)
+
+    def window(self, inputs: list[Shape]) -> tuple[int, int, int, int]:
+        _, h, w = inputs[0]
+        return (h, w, h, w)
+
+
+class Dropout(LayerOp):
+    """Dropout; a training-only layer that backends drop for deployment."""
+
+    kind: ClassVar[str] = "dropout"
+    name_prefix: ClassVar[str] = "drop"
+    doc: ClassVar[str] = "dropout (training only)"
+    type: Literal["dropout"] = "dropout"
+    rate: float = Field(ge=0.0, lt=1.0, description="a probability in [0, 1)")
+
+    def describe(self) -> str:
+        return f"p={self.rate:g}"
+
+
+class ReLU(LayerOp):
+    kind: ClassVar[str] = "relu"
+    name_prefix: ClassVar[str] = "relu"
+    doc: ClassVar[str] = "rectified linear unit"
+    type: Literal["relu"] = "relu"
+
+
+class LeakyReLU(LayerOp):
+    kind: ClassVar[str] = "leaky_relu"
+    name_prefix: ClassVar[str] = "lrelu"
+    doc: ClassVar[str] = "leaky rectified linear unit"
+    type: Literal["leaky_relu"] = "leaky_relu"
+    slope: float = Field(0.01, ge=0, description="the negative slope, a number >= 0")
+
+    def describe(self) -> str:
+        return f"slope={self.slope:g}"
+
+
+class BatchNorm(LayerOp):
+    """Batch normalisation over channels (or features of a flat vector)."""
+
+    kind: ClassVar[str] = "batch_norm"
+    name_prefix: ClassVar[str] = "bn"
+    doc: ClassVar[str] = "batch normalisation"
+    type: Literal["batch_norm"] = "batch_norm"
+    eps: float = Field(1e-5, gt=0, description="a small positive number")
+    momentum: float = Field(0.1, gt=0, le=1, description="a number in (0, 1]")
+    affine: bool = Field(True, description="true or false")
+
+    def param_count(self, inputs: list[Shape]) -> int:
+        return 2 * inputs[0][0] if self.affine else 0
+
+
+class Flatten(LayerOp):
+    kind: ClassVar[str] = "flatten"
+    name_prefix: ClassVar[str] = "flatten"
+    doc: ClassVar[str] = "flatten CxHxW to a vector"
+    type: Literal["flatten"] = "flatten"
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        return (math.prod(inputs[0]),)
+
+    def window(self, inputs: list[Shape]) -> tuple[int, int, int, int]:
+        if len(inputs[0]) == 3:
+            _, h, w = inputs[0]
+            return (h, w, h, w)
+        return (1, 1, 1, 1)
+
+
+class Linear(LayerOp):
+    """Fully connected layer on a flat vector."""
+
+    kind: ClassVar[str] = "linear"
+    name_prefix: ClassVar[str] = "fc"
+    doc: ClassVar[str] = "fully connected layer"
+    type: Literal["linear"] = "linear"
+    units: PosInt = Field(description="a positive integer (output features)")
+    bias: bool = Field(True, description="true or false")
+    activation: Activation = Field("none", description="relu, leaky_relu or none")
+    slope: float = Field(0.01, ge=0, description="the leaky_relu negative slope, a number >= 0")
+    init: Init = Field("he", description="he, xavier, gaussian or torch")
+    init_std: float = Field(0.01, gt=0, description="the gaussian init's standard deviation (> 0)")
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        if len(inputs[0]) != 1:
+            c, h, w = inputs[0]
+            raise ShapeError(
+                f"linear needs a flat vector but gets a {c}x{h}x{w} feature map"
+                " — add a flatten or global_avg_pool layer before it"
+            )
+        return (self.units,)
+
+    def param_count(self, inputs: list[Shape]) -> int:
+        return inputs[0][0] * self.units + (self.units if self.bias else 0)
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return inputs[0][0] * self.units
+
+    def describe(self) -> str:
+        return "" if self.activation == "none" else self.activation
+
+
+class Softmax(LayerOp):
+    """Softmax over channels/features; dropped when a backend is asked for logits."""
+
+    kind: ClassVar[str] = "softmax"
+    name_prefix: ClassVar[str] = "softmax"
+    doc: ClassVar[str] = "softmax over the class axis"
+    type: Literal["softmax"] = "softmax"
+
+
+class Add(LayerOp):
+    """Element-wise sum of two or more branches of the same shape (residual connections)."""
+
+    kind: ClassVar[str] = "add"
+    name_prefix: ClassVar[str] = "add"
+    doc: ClassVar[str] = "element-wise sum of branches"
+    min_inputs: ClassVar[int] = 2
+    max_inputs: ClassVar[int] = 64
+    type: Literal["add"] = "add"
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        first = inputs[0]
+        for shape in inputs[1:]:
+            if shape != first:
+                if len(shape) == len(first) == 3 and shape[0] != first[0]:
+                    raise ShapeError(
+                        f"channel mismatch: inputs have {first[0]} and {shape[0]} channels"
+                        f" ({'x'.join(map(str, first))} vs {'x'.join(map(str, shape))})"
+                        " — expected equal shapes"
+                    )
+                raise ShapeError(
+                    f"shape mismatch: {'x'.join(map(str, first))} vs {'x'.join(map(str, shape))}"
+                    " — expected equal shapes"
+                )
+        return first
+
+
+class Concat(LayerOp):
+    """Concatenation along channels (features for flat vectors)."""
+
+    kind: ClassVar[str] = "concat"
+    name_prefix: ClassVar[str] = "concat"
+    doc: ClassVar[str] = "channel concatenation of branches"
+    min_inputs: ClassVar[int] = 2
+    max_inputs: ClassVar[int] = 64
+    type: Literal["concat"] = "concat"
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        first = inputs[0]
+        for shape in inputs[1:]:
+            if len(shape) != len(first) or shape[1:] != first[1:]:
+                raise ShapeError(
+                    f"concat needs equal spatial sizes: {'x'.join(map(str, first))} vs {'x'.join(map(str, shape))}"
+                )
+        return (sum(s[0] for s in inputs),) + tuple(first[1:])
+
+
+OPS: dict[str, type[LayerOp]] = {
+    cls.kind: cls
+    for cls in (
+        Conv,
+        MaxPool,
+        AvgPool,
+        GlobalAvgPool,
+        Dropout,
+        ReLU,
+        LeakyReLU,
+        BatchNorm,
+        Flatten,
+        Linear,
+        Softmax,
+        Add,
+        Concat,
+    )
+}
+
+AnyOp = Union[tuple(OPS.values())]  # type: ignore[valid-type]
+
+
+def field_description(op_type: str, field_name: str) -> str:
+    """The "expected" text of one field of a layer type (empty when unknown)."""
+    cls = OPS.get(op_type)
+    if cls is None or field_name not in cls.model_fields:
+        return ""
+    return cls.model_fields[field_name].description or ""

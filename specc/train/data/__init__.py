@@ -1,0 +1,42 @@
+"""Datasets, preprocessing and on-device batching for `specc train`.
+
+The readers and preprocessing are numpy-only; the torch parts (`TensorLoader`,
+`AugmentConfig`, `torch_preprocess`, `flip_batch`, `translate_batch`) load on first use, so
+importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+from specc.train.data.base import ArrayDataset
+from specc.train.data.datasets import (
+    DATASETS,
+    dataset_info,
+    load_dataset,
+    split_validation,
+    synthetic,
+)
+from specc.train.data.preprocess import KINDS as PREPROCESSING_KINDS
+from specc.train.data.preprocess import Preprocessing
+
+_TORCH_NAMES = ("AugmentConfig", "TensorLoader", "flip_batch", "torch_preprocess", "translate_batch")
+
+__all__ = [
+    "DATASETS",
+    "PREPROCESSING_KINDS",
+    "ArrayDataset",
+    "Preprocessing",
+    "dataset_info",
+    "load_dataset",
+    "split_validation",
+    "synthetic",
+    *_TORCH_NAMES,
+]
+
+
+def __getattr__(name: str):
+    # Only the loader needs torch; `specc check` must stay instant (house rule 1).
+    if name in _TORCH_NAMES:
+        from specc.train.data import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

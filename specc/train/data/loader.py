@@ -1,0 +1,214 @@
+"""On-device batching and augmentation: the whole split is one tensor on the device.
+
+Per epoch the loader draws, from a CPU generator seeded by (seed, epoch), one permutation
+plus every sample's flip bit and translation offsets, moves them to the device in one copy,
+and then only slices: a batch is gathered, converted to float, preprocessed and augmented
+with whole-batch tensor ops. There is no per-sample Python and no host round trip per batch.
+
+Reproducibility and resume: an epoch's order and augmentation are a pure function of
+(seed, epoch), the same on CPU and CUDA. Training resumes at epoch boundaries, so
+`state_dict()` holds just those two numbers; no generator state needs saving.
+
+Multi-process: every rank draws the same permutation and takes the strided shard
+`rank::world_size`, padded with repeated indices like `torch.utils.data.DistributedSampler`
+so all ranks see the same number of batches. Evaluation with world_size > 1 therefore sees
+up to world_size - 1 duplicated samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from specc.errors import UserError
+from specc.train.data.preprocess import Preprocessing
+
+PADDINGS = ("zeros", "reflect")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation: random horizontal flip and random translation by up to
+    `translate` pixels per axis (pad-and-crop, padding "zeros" or "reflect").
+
+    Augmentation runs after preprocessing, so "zeros" pads with the preprocessed zero,
+    which for "normalize" is the dataset's mean colour.
+    """
+
+    flip: bool = False
+    translate: int = 0
+    padding: str = "zeros"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.translate, int) or self.translate < 0:
+            raise UserError(f"augment.translate: {self.translate!r} must be a whole number >= 0")
+        if self.padding not in PADDINGS:
+            raise UserError(f"augment.padding: '{self.padding}': expected zeros or reflect")
+
+
+def flip_batch(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images of `x` (B, C, H, W) where `mask` (B,) is true."""
+    return torch.where(mask[:, None, None, None], x.flip(3), x)
+
+
+def translate_batch(x: torch.Tensor, offsets: torch.Tensor, max_shift: int, padding: str) -> torch.Tensor:
+    """Shift each image of `x` (B, C, H, W) by `offsets` (B, 2) = (dy, dx) pixels:
+    out[b, :, i, j] = x[b, :, i - dy, j - dx], and padding where that falls outside.
+
+    Every |dy|, |dx| must be <= max_shift (not checked: that would sync the device).
+    Equivalent to padding by max_shift and cropping at (max_shift - dy, max_shift - dx).
+    """
+    _, _, height, width = x.shape
+    t = max_shift
+    mode = "constant" if padding == "zeros" else "reflect"
+    padded = F.pad(x, (t, t, t, t), mode=mode)  # (B, C, H + 2t, W + 2t)
+    rows = (t - offsets[:, 0])[:, None] + torch.arange(height, device=x.device)  # (B, H)
+    cols = (t - offsets[:, 1])[:, None] + torch.arange(width, device=x.device)  # (B, W)
+    batch = torch.arange(len(x), device=x.device)[:, None, None]  # (B, 1, 1)
+    # Advanced indices split by the channel slice put the broadcast dims first: (B, H, W, C).
+    out = padded[batch, :, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def torch_preprocess(
+    preprocessing: Preprocessing, device: torch.device | str
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`preprocessing.apply` for float batches (B, C, H, W) on the 0..255 scale, on device."""
+    kind = preprocessing.kind
+    if kind == "none":
+        return lambda x: x * (1.0 / 255)
+    if kind == "normalize":
+        # (x / 255 - mean) / std folded into one multiply-add per element.
+        std = torch.as_tensor(preprocessing.std, device=device)
+        mean = torch.as_tensor(preprocessing.mean, device=device)
+        gain = (1.0 / (255 * std))[:, None, None]
+        bias = (-mean / std)[:, None, None]
+        return lambda x: torch.addcmul(bias, x, gain)
+    gcn = preprocessing.gcn
+    zca_mean = torch.as_tensor(preprocessing.mean, device=device)  # (D,)
+    matrix = torch.as_tensor(preprocessing.matrix, device=device)  # (D, D)
+
+    def gcn_zca(x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(len(x), -1)  # (B, D)
+        centred = flat - flat.mean(dim=1, keepdim=True)
+        norms = torch.sqrt(gcn["sqrt_bias"] + centred.square().sum(dim=1)) / gcn["scale"]
+        norms = torch.where(norms < gcn["min_divisor"], torch.ones_like(norms), norms)
+        return ((centred / norms[:, None] - zca_mean) @ matrix).reshape(x.shape)
+
+    return gcn_zca
+
+
+class TensorLoader:
+    """Batches of (images float32 (B, C, H, W), labels int64 (B,)) from tensors on a device.
+
+    Call `set_epoch(e)` before iterating each epoch, as with DistributedSampler; iterating
+    twice without it repeats the same epoch.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        preprocess: Callable[[torch.Tensor], torch.Tensor],
+        augment: AugmentConfig = AugmentConfig(),
+        device: torch.device | str | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be (N, C, H, W) uint8, got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != (len(images),):
+            raise ValueError(f"labels must be ({len(images)},), got {tuple(labels.shape)}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world_size {world_size}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        if batch_size < 1:
+            raise UserError(f"batch_size {batch_size} must be at least 1")
+        _, _, height, width = images.shape
+        if augment.padding == "reflect" and augment.translate >= min(height, width):
+            raise UserError(
+                f"augment.translate {augment.translate} with reflect padding needs images larger "
+                f"than {augment.translate} pixels, got {height}x{width}"
+            )
+        self.device = torch.device(device) if device is not None else images.device
+        self.images = images.to(self.device)  # (N, C, H, W) uint8: one copy, kept for good
+        self.labels = labels.to(self.device, torch.int64)  # (N,)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.preprocess = preprocess
+        self.augment = augment
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.num_samples = math.ceil(len(images) / world_size)  # per rank, after padding
+        if len(self) == 0:
+            raise UserError(
+                f"batch_size {batch_size} with drop_last leaves no batch: only {self.num_samples} samples per rank"
+            )
+
+    def __len__(self) -> int:
+        """Batches per epoch (equal on every rank)."""
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order and augmentation the next iteration produces."""
+        self.epoch = epoch
+
+    def state_dict(self) -> dict[str, int]:
+        """What an exact resume at an epoch boundary needs (see the module docstring)."""
+        return {"seed": self.seed, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restore `state_dict()` output."""
+        self.seed = int(state["seed"])
+        self.epoch = int(state["epoch"])
+
+    def epoch_plan(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This rank's (indices (S,), flip mask (S,), offsets (S, 2)) for the current epoch,
+        on the CPU; S = num_samples. Draws the same numbers on every rank and device."""
+        count = len(self.images)
+        total = self.num_samples * self.world_size
+        generator = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
+        if self.shuffle:
+            order = torch.randperm(count, generator=generator)
+        else:
+            order = torch.arange(count)
+        if total > count:  # pad by wrapping around, as DistributedSampler does
+            order = torch.cat([order, order.repeat(math.ceil((total - count) / count))[: total - count]])
+        flips = torch.rand(total, generator=generator) < 0.5
+        shift = self.augment.translate
+        offsets = torch.randint(-shift, shift + 1, (total, 2), generator=generator)
+        shard = slice(self.rank, total, self.world_size)
+        return order[shard], flips[shard], offsets[shard]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        indices, flips, offsets = (t.to(self.device) for t in self.epoch_plan())
+        for i in range(len(self)):
+            batch = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            index = indices[batch]
+            x = self.preprocess(self.images[index].float())  # (B, C, H, W) float32
+            if self.augment.flip:
+                x = flip_batch(x, flips[batch])
+            if self.augment.translate:
+                x = translate_batch(x, offsets[batch], self.augment.translate, self.augment.padding)
+            yield x, self.labels[index]
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """Mix seed and epoch so that (seed, epoch + 1) and (seed + 1, epoch) differ."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0])
