@@ -113,3 +113,10 @@ def to_yaml(graph: Graph, modeline: str | None = None) -> str:
         else:
             lines.append(f"{key}: {_flow(value)}")
     return "\n".join(lines) + "\n"
+
+
+def spec_hash(graph: Graph) -> str:
+    """sha256 of the canonical YAML: equal for equal IRs, whatever file they came from."""
+    import hashlib
+
+    return hashlib.sha256(to_yaml(graph).encode("utf-8")).hexdigest()

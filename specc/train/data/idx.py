@@ -65,14 +65,15 @@ def read_idx(path: Path, *, ndim: int) -> np.ndarray:
             raise UserError(f"{path}: truncated or corrupt gzip: {err}") from None
     header = 4 + 4 * ndim
     expected_magic = f"0x{_UBYTE << 8 | ndim:08x}"
-    if len(raw) < header:
-        raise UserError(f"{path}: truncated IDX header ({len(raw)} bytes): expected {header}")
-    magic = int.from_bytes(raw[:4], "big")
-    if magic != _UBYTE << 8 | ndim:
+    # Magic first: a labels file passed as images is "wrong file", not "truncated".
+    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if magic is not None and magic != _UBYTE << 8 | ndim:
         raise UserError(
             f"{path}: bad IDX magic 0x{magic:08x}: expected {expected_magic} "
             f"(unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})"
         )
+    if len(raw) < header:
+        raise UserError(f"{path}: truncated IDX header ({len(raw)} bytes): expected {header}")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     size = int(np.prod(shape))
     if len(raw) - header != size:
