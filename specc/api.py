@@ -43,12 +43,28 @@ def check(
     max_activation_bytes: int = DEFAULT_MAX_ACTIVATION_BYTES,
 ) -> CheckResult:
     """Validate and shape-check a spec; `strict` turns lint warnings into errors."""
-    graph = load(spec, overrides)
+    try:
+        graph = load(spec, overrides)
+    except SpecError as exc:
+        raise SpecError(_with_shape_errors(exc)) from None
     report = infer(graph, max_params=max_params, max_activation_bytes=max_activation_bytes)
     found = tuple(lint_warnings(graph, report))
     if strict and found:
         raise SpecError([Diagnostic(d.pos, d.path, d.message, d.label, "error") for d in found])
     return CheckResult(graph, report, found)
+
+
+def _with_shape_errors(exc: SpecError) -> list[Diagnostic]:
+    """Add the shape errors of the part of a spec that validated, so that one run reports all."""
+    found = list(exc.diagnostics)
+    if exc.partial is not None:
+        try:
+            infer(exc.partial, check_classes=False)
+        except SpecError as shape_exc:
+            found += [d for d in shape_exc.diagnostics if d.path != "layers"]
+        except Exception:  # noqa: BLE001 - a broken partial graph (e.g. a cycle) adds nothing
+            pass
+    return sorted(found, key=lambda d: (d.pos.file, d.pos.line, d.pos.col))
 
 
 def summary(spec, overrides: list[str] | None = None) -> str:

@@ -61,10 +61,12 @@ class Diagnostic:
 class SpecError(Exception):
     """One or more located errors in a spec; `str()` gives one line per diagnostic."""
 
-    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic, partial=None):
         if isinstance(diagnostics, Diagnostic):
             diagnostics = [diagnostics]
         self.diagnostics: list[Diagnostic] = list(diagnostics)
+        # The part of the spec that did validate (a Graph), so later stages can still report.
+        self.partial = partial
         super().__init__("\n".join(d.format() for d in self.diagnostics))
 
 
@@ -98,5 +100,10 @@ def did_you_mean(word: str, choices) -> str:
     """` — did you mean 'x'?` for the closest choice, or an empty string."""
     import difflib
 
-    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    word, options = str(word), [str(c) for c in choices]
+    match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not match:
+        # `convolution` for `conv`, `maxpool` for `max_pool`: a prefix or squashed spelling.
+        squashed = word.replace("_", "").replace("-", "").lower()
+        match = [o for o in options if squashed.startswith(o.replace("_", "").lower()) or o.replace("_", "").lower().startswith(squashed)][:1]
     return f" — did you mean '{match[0]}'?" if match else ""

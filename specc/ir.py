@@ -221,7 +221,7 @@ def lint(graph: Graph) -> list[Diagnostic]:
                         node.name,
                     )
                 )
-            if src == node.name:
+            if src == node.name and seen[node.name] is node:
                 problems.append(Diagnostic(node.pos_of("inputs"), node.path, "layer reads its own output", node.name))
     if not problems:
         try:

@@ -268,6 +268,21 @@ def build_nodes(entries: list[Entry], defaults: dict, where: _Positions, sink: D
     return nodes
 
 
+def check_references(entries: list[Entry], sink: DiagnosticSink) -> None:
+    """Every named input exists somewhere in the spec (valid or not)."""
+    names = {e.name for e in entries if isinstance(e.name, str)} | {INPUT}
+    for e in entries:
+        raw = [e.inputs] if isinstance(e.inputs, str) else e.inputs
+        for src in raw if isinstance(raw, list) else []:
+            if isinstance(src, str) and src not in names:
+                sink.error(
+                    e.value_pos.get("inputs", e.pos),
+                    e.path,
+                    f"unknown input '{src}'{did_you_mean(src, names - {e.name})}",
+                    e.name if isinstance(e.name, str) else "",
+                )
+
+
 def _inputs(e: Entry, previous: str, sink: DiagnosticSink) -> tuple[str, ...] | None:
     if e.inputs is None:
         return (previous,)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from specc import yamlsrc
 from specc.errors import Diagnostic, DiagnosticSink, SourcePos, SpecError, UserError
 from specc.ir import Graph, lint
-from specc.layers import Patch, _Positions, apply_patches, assign_names, build_nodes, check_defaults, expand
+from specc.layers import Patch, _Positions, apply_patches, assign_names, build_nodes, check_defaults, check_references, expand
 from specc.ops import Pair, PosInt, _pair
 from specc.validation import diagnostics_from
 
@@ -223,8 +223,22 @@ def graph_from_raw(raw: RawSpec) -> Graph:
             "labels",
             f"{len(header.labels)} labels for {header.classes} classes — expected one label per class",
         )
-    sink.raise_if_errors()
+    if sink.errors:
+        check_references(entries, sink)
+        raise SpecError(sink.errors, partial=_partial(raw, header, nodes))
     assert header is not None  # any header problem was raised above
+    return _graph(raw, header, nodes)
+
+
+def _partial(raw: RawSpec, header: SpecHeader | None, nodes: list) -> Graph | None:
+    """The validated part of a spec with errors, for shape checking what can be checked."""
+    if header is None:
+        return None
+    return _graph(raw, header, nodes, check=False)
+
+
+def _graph(raw: RawSpec, header: SpecHeader, nodes: list, check: bool = True) -> Graph:
+    where = raw.where()
     size = _pair(header.input.size)
     header_pos = tuple((k, where.key((k,))) for k in raw.data if isinstance(k, str))
     graph = Graph(
@@ -239,9 +253,10 @@ def graph_from_raw(raw: RawSpec) -> Graph:
         source=raw.file,
         header_pos=header_pos,
     )
-    problems = lint(graph)
-    if problems:
-        raise SpecError(problems)
+    if check:
+        problems = lint(graph)
+        if problems:
+            raise SpecError(problems)
     return graph
 
 

@@ -21,6 +21,7 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
 
 KeyPath = tuple  # tuple[str | int, ...]
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 @dataclass
@@ -70,6 +71,14 @@ class _Builder:
                 )
             )
         self.positions.setdefault(path, _mark(self.file, node.start_mark))
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+            # Scalars go through the SafeLoader, which refuses unknown tags; collections we
+            # build ourselves, so refuse their tags here rather than silently dropping them.
+            raise SpecError(
+                Diagnostic(
+                    _mark(self.file, node.start_mark), "", f"YAML: tag not allowed (plain YAML only): '{node.tag}'"
+                )
+            )
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # resolves `<<` merge keys
             result: dict = {}
