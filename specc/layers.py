@@ -184,7 +184,7 @@ def assign_names(entries: list[Entry]) -> None:
 
 
 def apply_patches(entries: list[Entry], patches: list[Patch], sink: DiagnosticSink) -> None:
-    by_name = {e.name: e for e in entries}
+    by_name = {e.name: e for e in entries if isinstance(e.name, str)}
     for p in patches:
         entry = by_name.get(p.layer)
         if entry is None:
@@ -278,7 +278,7 @@ def check_references(entries: list[Entry], sink: DiagnosticSink) -> None:
                 sink.error(
                     e.value_pos.get("inputs", e.pos),
                     e.path,
-                    f"unknown input '{src}'{did_you_mean(src, names - {e.name})}",
+                    f"unknown input '{src}'{did_you_mean(src, names - {e.name} if isinstance(e.name, str) else names)}",
                     e.name if isinstance(e.name, str) else "",
                 )
 

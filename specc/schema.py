@@ -60,7 +60,8 @@ def json_schema() -> dict:
         "properties": {
             "repeat": {"type": "integer", "minimum": 1},
             "vars": {"type": "object", "additionalProperties": {"type": "array"}},
-            "layers": {"type": "array", "items": {"$ref": "#/$defs/layer"}},
+            # Body layers may hold `$var` placeholders, so they are only checked after expansion.
+            "layers": {"type": "array", "items": {"type": "object"}},
         },
         "required": ["repeat", "layers"],
         "additionalProperties": False,

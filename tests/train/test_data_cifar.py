@@ -197,9 +197,7 @@ def test_missing_directory_names_the_expected_files(tmp_path):
     )
     with pytest.raises(UserError) as caught:
         load_dataset("cifar10", str(tmp_path / "nope"), "train")
-    assert str(caught.value) == (
-        f"cifar10: no CIFAR-10 found in {tmp_path / 'nope'} (no such directory): {expected}"
-    )
+    assert str(caught.value) == (f"cifar10: no CIFAR-10 found in {tmp_path / 'nope'} (no such directory): {expected}")
     with pytest.raises(UserError) as caught:
         load_dataset("cifar10", str(tmp_path), "test")
     assert str(caught.value) == f"cifar10: no CIFAR-10 found in {tmp_path}: {expected}"
@@ -233,8 +231,7 @@ def test_truncated_files_give_one_line(tmp_path):
         load_dataset("cifar10", str(binary), "test")
     size = PER_BATCH * 3073 - 5
     assert str(caught.value) == (
-        f"{path}: truncated or not CIFAR-10 binary: {size} bytes is not a whole number of "
-        "3073-byte records"
+        f"{path}: truncated or not CIFAR-10 binary: {size} bytes is not a whole number of 3073-byte records"
     )
 
 

@@ -9,14 +9,12 @@ import numpy as np
 import pytest
 
 from specc.errors import UserError
-from specc.train.data import load_dataset
+from specc.train.data import idx, load_dataset
 from specc.train.data.idx import FASHION_DEFAULT_DIRS, FASHION_LABELS, read_idx
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape
-    )
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     return header + array.astype(np.uint8).tobytes()
 
 
@@ -69,9 +67,7 @@ def test_truncated_idx_names_the_file(tmp_path):
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(UserError) as caught:
         read_idx(path, ndim=3)
-    assert str(caught.value) == (
-        f"{path}: truncated IDX data: header says 4x28x28 = 3136 bytes, file has 3126"
-    )
+    assert str(caught.value) == (f"{path}: truncated IDX data: header says 4x28x28 = 3136 bytes, file has 3126")
     path.write_bytes(path.read_bytes()[:6])
     with pytest.raises(UserError, match=rf"^{path}: truncated IDX header \(6 bytes\): expected 16$"):
         read_idx(path, ndim=3)
@@ -119,9 +115,7 @@ def test_missing_files(tmp_path):
     write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((1, 28, 28), np.uint8), gz=True)
     with pytest.raises(UserError) as caught:
         load_dataset("mnist", str(tmp_path), "test")
-    assert str(caught.value) == (
-        f"mnist: incomplete MNIST in {tmp_path}: missing t10k-labels-idx1-ubyte[.gz]"
-    )
+    assert str(caught.value) == (f"mnist: incomplete MNIST in {tmp_path}: missing t10k-labels-idx1-ubyte[.gz]")
 
 
 def test_wrong_image_size_is_refused(tmp_path):
@@ -147,3 +141,14 @@ def test_real_fashion_mnist_from_default_location():
         assert set(np.bincount(ds.labels).tolist()) == {len(ds) // 10}
         assert ds.source.startswith(FASHION_DEFAULT_DIRS[0])
     assert train.labels[:3].tolist() == [9, 0, 0]  # first labels of the official file
+
+
+def test_fashion_default_location_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(idx, "FASHION_DEFAULT_DIRS", (str(tmp_path / "a"), str(tmp_path / "b")))
+    with pytest.raises(UserError) as caught:
+        load_dataset("fashion-mnist", None, "train")
+    assert str(caught.value) == (
+        f"fashion-mnist: no Fashion-MNIST train split found in {tmp_path / 'a'}, {tmp_path / 'b'}: "
+        "expected train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] "
+        "(install Debian's dataset-fashion-mnist or pass --data-dir)"
+    )

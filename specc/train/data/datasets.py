@@ -81,6 +81,7 @@ def dataset_info(name: str, data_dir: str | None = None, **options: int) -> tupl
         return _FIXED_INFO[name]
     if name == "synthetic":
         merged = {**SYNTHETIC_DEFAULTS, **options}
+        _check_positive(merged)
         return merged["channels"], merged["classes"], None
     if data_dir is None:
         raise UserError("folder: no data directory given: pass --data-dir holding train/<class>/")
@@ -105,9 +106,7 @@ def synthetic(
     random levels, so both linear models and conv nets with pooling can separate the classes.
     """
     check_split("synthetic", split)
-    for key, value in (("channels", channels), ("classes", classes), ("size", size)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise UserError(f"synthetic: option '{key}' must be a positive integer, got {value!r}")
+    _check_positive({"channels": channels, "classes": classes, "size": size})
     count = SYNTHETIC_SIZE[split] if size is None else size
     height, width = image_size
     pattern_rng = np.random.default_rng([0, channels, classes])
@@ -176,6 +175,12 @@ def _check_options(name: str, options: dict[str, int]) -> None:
         if key not in allowed:
             expected = f"expected {', '.join(allowed)}" if allowed else "it takes none"
             raise UserError(f"{name}: unknown dataset option '{key}': {expected}" + did_you_mean(key, allowed))
+
+
+def _check_positive(options: dict[str, int | None]) -> None:
+    for key, value in options.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise UserError(f"synthetic: option '{key}' must be a positive integer, got {value!r}")
 
 
 def _check_image_size(name: str, image_size: tuple[int, int]) -> tuple[int, int]:

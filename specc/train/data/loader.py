@@ -155,9 +155,8 @@ class TensorLoader:
         self.epoch = 0
         self.num_samples = math.ceil(len(images) / world_size)  # per rank, after padding
         if len(self) == 0:
-            raise UserError(
-                f"batch_size {batch_size} with drop_last leaves no batch: only {self.num_samples} samples per rank"
-            )
+            rule = " with drop_last" if drop_last else ""
+            raise UserError(f"batch_size {batch_size}{rule} leaves no batch: only {self.num_samples} samples per rank")
 
     def __len__(self) -> int:
         """Batches per epoch (equal on every rank)."""

@@ -1,0 +1,190 @@
+"""The paper's three pool rewrites ("Derived models" of Springenberg et al., Table 2).
+
+- `strided` (Strided-CNN): remove the pool and give its stride to the convolution feeding it.
+- `conv` (ALL-CNN): replace the pool by a convolution with the pool's kernel and stride,
+  as many output channels as inputs, padded so the output size is the pool's.
+- `convpool` (ConvPool-CNN): insert before the pool a stride-1 convolution with the pool's
+  kernel and as many output channels as inputs, the control that separates "more
+  parameters" from "learned downsampling".
+
+New layers are named after the pool they replace or serve: `<pool>_conv` (`pool1_conv`).
+New convolutions take the spec's `defaults.conv` (activation, init, bias), so that they
+match the hand-written models, whose every conv layer reads the same defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from specc.errors import UserError
+from specc.ir import INPUT, Graph, Node
+from specc.shapes import ShapeReport
+from specc.transforms.base import Rewrite, Transform, finish, located, nothing_to_do
+from specc.transforms.rewrite import (
+    POINTWISE,
+    NodeList,
+    conv_out,
+    dims,
+    new_node,
+    output_or_none,
+    padding_for,
+)
+
+MODES = ("strided", "conv", "convpool")
+POOL_TYPES = ("max_pool", "avg_pool")
+POOL_ALIASES = {"max": "max_pool", "avg": "avg_pool", "max_pool": "max_pool", "avg_pool": "avg_pool"}
+
+
+def parse_pool_types(text) -> tuple[str, ...]:
+    """`max,avg` -> ('max_pool', 'avg_pool')."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out = []
+    for item in items:
+        key = str(item).strip()
+        if key not in POOL_ALIASES:
+            raise UserError(f"--pool-types {text}: unknown pool type '{key}' — expected max, avg or max,avg")
+        out.append(POOL_ALIASES[key])
+    return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class ReplacePooling(Transform):
+    """Replace each pooling layer by the paper's `strided`, `conv` or `convpool` rule."""
+
+    name: ClassVar[str] = "replace_pooling"
+    mode: Literal["strided", "conv", "convpool"]
+    pool_types: tuple[str, ...] = ("max_pool",)
+    skip_unsupported: bool = False
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise UserError(f"replace-pooling {self.mode}: expected one of {', '.join(MODES)}")
+        object.__setattr__(self, "pool_types", parse_pool_types(self.pool_types))
+
+    def apply(self, graph: Graph, report: ShapeReport) -> Rewrite:
+        pools = [n for n in graph.nodes if n.type in POOL_TYPES]
+        if not pools:
+            return nothing_to_do(graph, f"{self.label()}: no max_pool or avg_pool layer — nothing to replace")
+        work = NodeList(graph)
+        shapes = dict(report.shapes)
+        refusals = []
+        rule = {"strided": self._strided, "conv": self._conv, "convpool": self._convpool}[self.mode]
+        for pool in pools:
+            if pool.type not in self.pool_types:
+                allowed = ",".join(t.removesuffix("_pool") for t in self.pool_types)
+                refusals.append(
+                    located(
+                        pool,
+                        f"{self.label()}: {pool.name} is an {pool.type}, and --pool-types is {allowed}"
+                        " — add avg (--pool-types max,avg) to replace average pooling too",
+                    )
+                )
+                continue
+            why = rule(work, work.node(pool.name), shapes)
+            if why:
+                refusals.append(located(pool, f"{self.label()}: cannot rewrite {pool.name}: {why}"))
+        return finish(work.graph(), refusals, self.skip_unsupported)
+
+    # -- the three rules; each edits `work` and returns None, or returns why it cannot ---
+    def _strided(self, work: NodeList, pool: Node, shapes) -> str | None:
+        conv, why = _feeding_conv(work, pool)
+        if why:
+            return why
+        if conv.op.stride_hw() != (1, 1):
+            return f"its input {conv.name} already has stride {dims(conv.op.stride_hw())}"
+        strided = conv.with_params(stride=pool.op.stride_hw())
+        got = output_or_none(strided.op, shapes[conv.inputs[0]])
+        want = shapes[pool.name]
+        if got is None or got[1:] != want[1:]:
+            size = dims(got[1:]) if got else "no valid output"
+            return (
+                f"{conv.name} with stride {dims(pool.op.stride_hw())} would give {size},"
+                f" but {pool.name} gives {dims(want[1:])}"
+            )
+        work.put(strided)
+        work.remove(pool.name)
+        return None
+
+    def _conv(self, work: NodeList, pool: Node, shapes) -> str | None:
+        src = pool.inputs[0]
+        channels = shapes[src][0]
+        conv = new_node(
+            work.base,
+            work.fresh_name(f"{pool.name}_conv"),
+            "conv",
+            pool,
+            pool.inputs,
+            filters=channels,
+            kernel=pool.op.kernel,
+            stride=pool.op.stride_hw(),
+            padding="valid",
+            dilation=1,
+            groups=1,
+        )
+        padding = padding_for(
+            pool.op.kernel_hw(),
+            lambda p: conv_out(conv.op, shapes[src], p),
+            shapes[pool.name],
+            preferred=(pool.op.padding,),
+        )
+        if padding is None:
+            return f"no padding of a {conv.op.describe().split()[0]} convolution gives {pool.name}'s output size"
+        conv = conv.with_params(padding=padding)
+        work.swap(pool.name, conv)
+        shapes[conv.name] = shapes[pool.name]
+        return None
+
+    def _convpool(self, work: NodeList, pool: Node, shapes) -> str | None:
+        src = pool.inputs[0]
+        channels = shapes[src][0]
+        conv = new_node(
+            work.base,
+            work.fresh_name(f"{pool.name}_conv"),
+            "conv",
+            pool,
+            pool.inputs,
+            filters=channels,
+            kernel=pool.op.kernel,
+            stride=1,
+            padding="valid",
+            dilation=1,
+            groups=1,
+        )
+
+        def pooled(padding):
+            out = conv_out(conv.op, shapes[src], padding)
+            return output_or_none(pool.op, out) if out else None
+
+        # 'same' first: the inserted conv should keep the size the pool saw.
+        padding = padding_for(pool.op.kernel_hw(), pooled, shapes[pool.name], preferred=("same",))
+        if padding is None:
+            return f"no padding of a stride-1 {dims(pool.op.kernel_hw())} convolution keeps {pool.name}'s output size"
+        conv = conv.with_params(padding=padding)
+        work.insert_before(pool.name, conv)
+        work.put(pool.replace(inputs=(conv.name,)))
+        shapes[conv.name] = conv_out(conv.op, shapes[src], padding)
+        return None
+
+
+def _feeding_conv(work: NodeList, pool: Node) -> tuple[Node | None, str | None]:
+    """The convolution whose stride the pool can take: the pool's input, or the conv behind a
+    chain of per-position layers (relu, batch_norm), each read by nothing else."""
+    name, reader = pool.inputs[0], pool
+    while True:
+        if name == INPUT:
+            return None, "its input is the network input, not a conv"
+        node = work.node(name)
+        others = [n.name for n in work.consumers(name) if n.name != reader.name]
+        if others:
+            return None, (
+                f"its input {name} also feeds {', '.join(others)}, which would see the stride too"
+                if node.type == "conv"
+                else f"{name} also feeds {', '.join(others)}"
+            )
+        if node.type in POINTWISE:
+            name, reader = node.inputs[0], node
+            continue
+        if node.type != "conv":
+            return None, f"its input {name} is a {node.type}, not a conv"
+        return node, None
