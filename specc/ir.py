@@ -9,13 +9,12 @@ them.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import json
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
-
-import networkx as nx
 
 from specc.errors import UNKNOWN_POS, Diagnostic, SourcePos, did_you_mean
 from specc.ops import LayerOp
@@ -88,8 +87,13 @@ class Graph:
 
     # -- structure ------------------------------------------------------------------
     @cached_property
-    def nx(self) -> nx.DiGraph:
-        """The networkx view: one vertex per layer (plus `input`), edges from inputs."""
+    def nx(self):
+        """The networkx view: one vertex per layer (plus `input`), edges from inputs.
+
+        networkx is imported on first use: its import costs more than a whole `specc check`.
+        """
+        import networkx as nx
+
         g = nx.DiGraph()
         g.add_node(INPUT, node=None, index=-1)
         for i, node in enumerate(self.nodes):
@@ -113,9 +117,61 @@ class Graph:
         return self.nodes[-1]
 
     def topo_order(self) -> list[Node]:
-        """Layers in a topological order that follows spec order wherever it can."""
-        order = nx.lexicographical_topological_sort(self.nx, key=lambda n: self.nx.nodes[n]["index"])
-        return [self.by_name[n] for n in order if n != INPUT]
+        """Layers in a topological order that follows spec order wherever it can.
+
+        Kahn's algorithm with spec order as the tie-break (what networkx's
+        lexicographical_topological_sort gives, without importing networkx on the hot path).
+        Raises ValueError on a cycle; `lint` reports cycles to users first.
+        """
+        index = {n.name: i for i, n in enumerate(self.nodes)}
+        waiting = {n.name: sum(1 for s in set(n.inputs) if s in index) for n in self.nodes}
+        readers: dict[str, list[str]] = {}
+        for n in self.nodes:
+            for src in set(n.inputs):
+                readers.setdefault(src, []).append(n.name)
+        ready = [index[name] for name, count in waiting.items() if count == 0]
+        heapq.heapify(ready)
+        order: list[Node] = []
+        while ready:
+            node = self.nodes[heapq.heappop(ready)]
+            order.append(node)
+            for reader in readers.get(node.name, ()):
+                waiting[reader] -= 1
+                if waiting[reader] == 0:
+                    heapq.heappush(ready, index[reader])
+        if len(order) != len(self.nodes):
+            raise ValueError(f"graph {self.name} has a cycle")
+        return order
+
+    def find_cycle(self) -> list[str] | None:
+        """The names along one cycle (first name repeated at the end), or None."""
+        by_name = self.by_name
+        state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+        for start in by_name:
+            stack = [(start, iter(by_name[start].inputs))]
+            path = [start]
+            if state.get(start):
+                continue
+            state[start] = 1
+            while stack:
+                name, it = stack[-1]
+                src = next(it, None)
+                if src is None:
+                    state[name] = 2
+                    stack.pop()
+                    path.pop()
+                elif src in by_name and state.get(src) == 1:
+                    # `path` follows inputs backwards; turn it into data-flow order and start
+                    # it at the layer written first, where the report will point.
+                    flow = list(reversed(path[path.index(src) :]))
+                    first = min(range(len(flow)), key=lambda i: self.nodes.index(by_name[flow[i]]))
+                    flow = flow[first:] + flow[:first]
+                    return flow + [flow[0]]
+                elif src in by_name and not state.get(src):
+                    state[src] = 1
+                    stack.append((src, iter(by_name[src].inputs)))
+                    path.append(src)
+        return None
 
     def consumers(self, name: str) -> list[Node]:
         """Layers that read `name`, in spec order."""
@@ -224,14 +280,10 @@ def lint(graph: Graph) -> list[Diagnostic]:
             if src == node.name and seen[node.name] is node:
                 problems.append(Diagnostic(node.pos_of("inputs"), node.path, "layer reads its own output", node.name))
     if not problems:
-        try:
-            cycle = nx.find_cycle(graph.nx)
-        except nx.NetworkXNoCycle:
-            cycle = None
+        cycle = graph.find_cycle()
         if cycle:
-            first = graph.node(cycle[0][1])
-            path = " -> ".join([cycle[0][0]] + [dst for _, dst in cycle])
-            problems.append(Diagnostic(first.pos_of("inputs"), first.path, f"cycle: {path}", first.name))
+            first = graph.node(cycle[0])
+            problems.append(Diagnostic(first.pos_of("inputs"), first.path, f"cycle: {' -> '.join(cycle)}", first.name))
     if not graph.nodes:
         problems.append(Diagnostic(graph.header("layers"), "layers", "a spec needs at least one layer"))
     return problems

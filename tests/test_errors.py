@@ -68,7 +68,7 @@ CASES = {
     ),
     "cycle": (
         HEAD + "layers:\n  - {name: a, type: relu, inputs: b}\n  - {name: b, type: relu, inputs: a}\n",
-        ["spec.yaml:6:35: layers[1] (b): cycle: a -> b -> a"],
+        ["spec.yaml:5:35: layers[0] (a): cycle: a -> b -> a"],
     ),
     "dangling input": (
         HEAD + "layers:\n  - {name: first, type: conv, filters: 10, kernel: 1}\n  - {type: relu, inputs: firts}\n",

@@ -1,0 +1,173 @@
+"""The shared base of the op table: shape types, window arithmetic, `LayerOp` and the
+kernel/stride/padding geometry that convolutions and pools share. Concrete layer types are
+declared in `specc.ops`."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Shape = tuple[int, ...]
+
+PosInt = Annotated[int, Field(strict=True, gt=0)]
+NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+Pair = Union[PosInt, tuple[PosInt, PosInt]]
+Padding = Union[Literal["same", "valid"], NonNegInt, tuple[NonNegInt, NonNegInt]]
+Activation = Literal["relu", "leaky_relu", "none"]
+Init = Literal["he", "xavier", "gaussian", "torch"]
+
+
+class ShapeError(Exception):
+    """A shape rule failed; the message shows the arithmetic."""
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _squash(value):
+    """[3, 3] -> 3 so that canonical YAML prints square windows as one number."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == value[1]:
+        return value[0]
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _dims(h: int, w: int) -> str:
+    return f"{h}x{w}"
+
+
+def _spatial(op: str, shape: Shape) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ShapeError(
+            f"{op} needs a CxHxW feature map but gets a flat vector of {shape[0]} features"
+            " — put it before the flatten/global pooling"
+        )
+    return shape
+
+
+def _window_out(size: int, k: int, s: int, pad_total: int, dilation: int = 1, ceil: bool = False) -> tuple[int, str]:
+    """Output length of a sliding window, and the arithmetic that produced it."""
+    keff = dilation * (k - 1) + 1
+    num = size + pad_total - keff
+    padtxt = f" + {pad_total}" if pad_total else ""
+    if ceil:
+        out = -(-num // s) + 1 if num >= 0 else 0
+        # Caffe/PyTorch rule: the last window must start inside the input or its left padding.
+        if out > 0 and (out - 1) * s >= size + pad_total // 2:
+            out -= 1
+        text = f"ceil(({size}{padtxt} - {keff})/{s}) + 1 = {out}"
+    else:
+        out = num // s + 1 if num >= 0 else 0
+        text = f"({size}{padtxt} - {keff})/{s} + 1 = {out}"
+    return out, text
+
+
+class LayerOp(BaseModel):
+    """Base of every layer type. Subclasses set the class variables and override the rules."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ClassVar[str] = ""
+    name_prefix: ClassVar[str] = "layer"
+    doc: ClassVar[str] = ""
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int] = 1
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        return inputs[0]
+
+    def param_count(self, inputs: list[Shape]) -> int:
+        return 0
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return 0
+
+    def window(self, inputs: list[Shape]) -> tuple[int, int, int, int]:
+        """(effective kernel h, w, stride h, w) for receptive-field arithmetic."""
+        return (1, 1, 1, 1)
+
+    def describe(self) -> str:
+        """A short human description for the summary (`3x3/2 same`)."""
+        return ""
+
+    def params(self) -> dict:
+        """The op's parameters as plain data, all fields included."""
+        return self.model_dump(mode="json")
+
+
+class _Windowed(LayerOp):
+    """Shared geometry of convolutions and pools: kernel, stride, padding."""
+
+    kernel: Pair = Field(description="a positive integer or [height, width]")
+    stride: Pair = Field(1, description="a positive integer or [height, width]")
+    padding: Padding = Field("valid", description="'same', 'valid', an integer or [height, width]")
+
+    @field_validator("kernel", "stride", "padding", mode="after")
+    @classmethod
+    def _canonical_pair(cls, value):
+        return _squash(value)
+
+    def kernel_hw(self) -> tuple[int, int]:
+        return _pair(self.kernel)
+
+    def stride_hw(self) -> tuple[int, int]:
+        return _pair(self.stride)
+
+    def dilation_hw(self) -> tuple[int, int]:
+        return (1, 1)
+
+    def rounds_up(self) -> bool:
+        """Caffe-style ceil rounding of the output size (pools only)."""
+        return False
+
+    def pads(self) -> tuple[int, int]:
+        """Symmetric padding per side (height, width); 'same' pads (k_eff - 1) / 2."""
+        if self.padding == "valid":
+            return (0, 0)
+        if self.padding == "same":
+            (kh, kw), (dh, dw) = self.kernel_hw(), self.dilation_hw()
+            return ((dh * (kh - 1)) // 2, (dw * (kw - 1)) // 2)
+        return _pair(self.padding)
+
+    def _check_same(self, label: str) -> None:
+        if self.padding != "same":
+            return
+        (kh, kw), (dh, dw) = self.kernel_hw(), self.dilation_hw()
+        if (dh * (kh - 1)) % 2 or (dw * (kw - 1)) % 2:
+            raise ShapeError(
+                f"'same' padding needs an odd kernel, {label} has {_dims(kh, kw)}"
+                " — give an explicit padding or use 'valid'"
+            )
+
+    def _spatial_out(self, label: str, h: int, w: int) -> tuple[int, int]:
+        self._check_same(label)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (
+            self.kernel_hw(),
+            self.stride_hw(),
+            self.pads(),
+            self.dilation_hw(),
+        )
+        ho, th = _window_out(h, kh, sh, 2 * ph, dh, self.rounds_up())
+        wo, tw = _window_out(w, kw, sw, 2 * pw, dw, self.rounds_up())
+        if ho <= 0 or wo <= 0:
+            pad_word = self.padding if isinstance(self.padding, str) else f"padding {self.padding}"
+            text = th if ho <= 0 else tw
+            raise ShapeError(
+                f"{_dims(kh, kw)} {pad_word} {label} on a {_dims(h, w)} input: {text}"
+                " — expected an output of at least 1x1"
+            )
+        return ho, wo
+
+    def window(self, inputs: list[Shape]) -> tuple[int, int, int, int]:
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_hw(), self.stride_hw(), self.dilation_hw()
+        return (dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw)
+
+    def describe(self) -> str:
+        kh, kw = self.kernel_hw()
+        sh, sw = self.stride_hw()
+        stride = "" if (sh, sw) == (1, 1) else (f"/{sh}" if sh == sw else f"/{sh}x{sw}")
+        pad = self.padding if isinstance(self.padding, str) else f"pad {self.padding}"
+        return f"{_dims(kh, kw)}{stride} {pad}"
