@@ -70,11 +70,18 @@ class LayerOp(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: ClassVar[str] = ""
+    kind: ClassVar[str] = ""  # derived from the `type` field's literal, see below
     name_prefix: ClassVar[str] = "layer"
     doc: ClassVar[str] = ""
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int] = 1
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        type_field = cls.model_fields.get("type")
+        if type_field is not None:
+            cls.kind = type_field.default  # one spelling of the type name, not two
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         return inputs[0]

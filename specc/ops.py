@@ -38,7 +38,6 @@ from specc.opbase import (  # noqa: F401 - re-exported: the op table's public vo
 class Conv(_Windowed):
     """2-D convolution, optionally followed by its activation (the paper's "conv ReLU")."""
 
-    kind: ClassVar[str] = "conv"
     name_prefix: ClassVar[str] = "conv"
     doc: ClassVar[str] = "2-D convolution with an optional fused activation"
 
@@ -117,7 +116,6 @@ class _Pool(_Windowed):
 class MaxPool(_Pool):
     """Max pooling."""
 
-    kind: ClassVar[str] = "max_pool"
     name_prefix: ClassVar[str] = "pool"
     doc: ClassVar[str] = "max pooling"
     type: Literal["max_pool"] = "max_pool"
@@ -126,7 +124,6 @@ class MaxPool(_Pool):
 class AvgPool(_Pool):
     """Average pooling; padded zeros are excluded from the average unless asked."""
 
-    kind: ClassVar[str] = "avg_pool"
     name_prefix: ClassVar[str] = "avgpool"
     doc: ClassVar[str] = "average pooling"
     type: Literal["avg_pool"] = "avg_pool"
@@ -136,7 +133,6 @@ class AvgPool(_Pool):
 class GlobalAvgPool(LayerOp):
     """Average over the whole feature map: CxHxW -> C (the paper's "global averaging")."""
 
-    kind: ClassVar[str] = "global_avg_pool"
     name_prefix: ClassVar[str] = "gap"
     doc: ClassVar[str] = "global average pooling to a C-vector"
     type: Literal["global_avg_pool"] = "global_avg_pool"
@@ -153,7 +149,6 @@ class GlobalAvgPool(LayerOp):
 class Dropout(LayerOp):
     """Dropout; a training-only layer that backends drop for deployment."""
 
-    kind: ClassVar[str] = "dropout"
     name_prefix: ClassVar[str] = "drop"
     doc: ClassVar[str] = "dropout (training only)"
     type: Literal["dropout"] = "dropout"
@@ -164,14 +159,12 @@ class Dropout(LayerOp):
 
 
 class ReLU(LayerOp):
-    kind: ClassVar[str] = "relu"
     name_prefix: ClassVar[str] = "relu"
     doc: ClassVar[str] = "rectified linear unit"
     type: Literal["relu"] = "relu"
 
 
 class LeakyReLU(LayerOp):
-    kind: ClassVar[str] = "leaky_relu"
     name_prefix: ClassVar[str] = "lrelu"
     doc: ClassVar[str] = "leaky rectified linear unit"
     type: Literal["leaky_relu"] = "leaky_relu"
@@ -184,7 +177,6 @@ class LeakyReLU(LayerOp):
 class BatchNorm(LayerOp):
     """Batch normalisation over channels (or features of a flat vector)."""
 
-    kind: ClassVar[str] = "batch_norm"
     name_prefix: ClassVar[str] = "bn"
     doc: ClassVar[str] = "batch normalisation"
     type: Literal["batch_norm"] = "batch_norm"
@@ -197,7 +189,6 @@ class BatchNorm(LayerOp):
 
 
 class Flatten(LayerOp):
-    kind: ClassVar[str] = "flatten"
     name_prefix: ClassVar[str] = "flatten"
     doc: ClassVar[str] = "flatten CxHxW to a vector"
     type: Literal["flatten"] = "flatten"
@@ -215,7 +206,6 @@ class Flatten(LayerOp):
 class Linear(LayerOp):
     """Fully connected layer on a flat vector."""
 
-    kind: ClassVar[str] = "linear"
     name_prefix: ClassVar[str] = "fc"
     doc: ClassVar[str] = "fully connected layer"
     type: Literal["linear"] = "linear"
@@ -248,7 +238,6 @@ class Linear(LayerOp):
 class Softmax(LayerOp):
     """Softmax over channels/features; dropped when a backend is asked for logits."""
 
-    kind: ClassVar[str] = "softmax"
     name_prefix: ClassVar[str] = "softmax"
     doc: ClassVar[str] = "softmax over the class axis"
     type: Literal["softmax"] = "softmax"
@@ -257,7 +246,6 @@ class Softmax(LayerOp):
 class Add(LayerOp):
     """Element-wise sum of two or more branches of the same shape (residual connections)."""
 
-    kind: ClassVar[str] = "add"
     name_prefix: ClassVar[str] = "add"
     doc: ClassVar[str] = "element-wise sum of branches"
     min_inputs: ClassVar[int] = 2
@@ -284,7 +272,6 @@ class Add(LayerOp):
 class Concat(LayerOp):
     """Concatenation along channels (features for flat vectors)."""
 
-    kind: ClassVar[str] = "concat"
     name_prefix: ClassVar[str] = "concat"
     doc: ClassVar[str] = "channel concatenation of branches"
     min_inputs: ClassVar[int] = 2
