@@ -1,0 +1,160 @@
+"""Emit an ONNX model straight from the IR and numpy weights (no torch, no tracing).
+
+    model = emit(graph, weights, opset=17, batch="dynamic", output="logits")
+    save(model, "build/allcnn_c.onnx")
+
+Naming: the graph input is `input` (N, C, H, W) float32; every layer's output value, ONNX
+node and initializer is named after the spec layer (`conv3`, `conv3/relu`,
+`conv3.weight`); the graph output is `logits` or `probs` (N, classes). Train-only layers
+(dropout) emit nothing; batch_norm is folded into the conv/linear before it when possible.
+
+Deterministic: nodes follow the IR's topological order (spec order where it can), attributes
+and metadata are sorted, nothing records a time or a path, so the same graph and weights
+always serialise to the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+import specc
+from specc.errors import UserError
+from specc.ir import INPUT, Graph
+from specc.shapes import infer
+from specc_onnx.builder import Builder, Layer
+from specc_onnx.fold import fold_batch_norm
+from specc_onnx.metadata import build_metadata
+from specc_onnx.ops import OP_TABLE
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13  # Softmax over one axis and the current Flatten/Gemm/BatchNormalization forms
+INPUT_NAME = "input"
+BATCH_PARAM = "batch"
+OUTPUTS = ("logits", "probs")
+
+
+def emit(
+    graph: Graph,
+    weights: dict[str, np.ndarray],
+    *,
+    opset: int = DEFAULT_OPSET,
+    batch: str | int = "dynamic",
+    output: str = "logits",
+    fold_bn: bool = True,
+    metadata: dict | None = None,
+) -> onnx.ModelProto:
+    """The ONNX model of `graph` with `weights` (PyTorch state_dict names, numpy arrays).
+
+    `batch` is "dynamic" (a symbolic batch axis) or a fixed positive size; `output` "logits"
+    drops a final softmax layer and "probs" ends the model with one. `metadata` adds entries
+    such as {"preprocessing": {...}, "weights": "..."} to the model's metadata (see
+    `specc_onnx.metadata`)."""
+    _check_options(opset, batch, output)
+    spec_graph = graph
+    folded: tuple = ()
+    if fold_bn:
+        result = fold_batch_norm(graph, weights)
+        graph, weights, folded = result.graph, result.weights, result.folded
+    shapes = infer(graph).shapes
+    builder = Builder(weights, opset)
+    values = {INPUT: INPUT_NAME}
+    final = graph.output
+    for node in graph.topo_order():
+        if node is final and node.type == "softmax" and output == "logits":
+            values[node.name] = values[node.inputs[0]]  # the caller wants the scores before it
+            continue
+        layer = Layer(
+            node, tuple(values[i] for i in node.inputs), tuple(shapes[i] for i in node.inputs), shapes[node.name]
+        )
+        params = node.op.params()
+        params.pop("type")
+        values[node.name] = OP_TABLE[node.type](builder, layer, node.name, **params)
+    result = values[final.name]
+    out_name = output if output not in graph.by_name else graph.fresh_name(output)
+    if output == "probs" and not (final.type == "softmax"):
+        result = builder.add("Softmax", [result], f"{final.name}/softmax", graph.fresh_name("softmax"), axis=1)
+    assert result != INPUT_NAME, "the classes check guarantees at least one computing layer"
+    _rename_value(builder.nodes, result, out_name)
+
+    batch_dim = BATCH_PARAM if batch == "dynamic" else int(batch)
+    onnx_graph = helper.make_graph(
+        builder.nodes,
+        spec_graph.name,
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch_dim, *spec_graph.input_shape])],
+        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [batch_dim, spec_graph.classes])],
+        initializer=builder.initializers,
+        doc_string=spec_graph.description,
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(
+        onnx_graph,
+        opset_imports=opsets,
+        producer_name="specc",
+        producer_version=specc.__version__,
+        ir_version=helper.find_min_ir_version_for(opsets),
+        doc_string=f"specc {spec_graph.name}: {spec_graph.description}".strip(),
+    )
+    props = build_metadata(spec_graph, output=output, folded=folded, extra=metadata or {})
+    helper.set_model_props(model, props)
+    return model
+
+
+def _check_options(opset: int, batch, output: str) -> None:
+    newest = onnx.defs.onnx_opset_version()
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise UserError(f"--opset {opset}: expected an integer from {MIN_OPSET} to {newest}")
+    if batch != "dynamic" and not (isinstance(batch, int) and not isinstance(batch, bool) and batch > 0):
+        raise UserError(f"--batch {batch}: expected 'dynamic' or a positive integer")
+    if output not in OUTPUTS:
+        raise UserError(f"--output {output}: expected logits or probs")
+
+
+def _rename_value(nodes: list[onnx.NodeProto], old: str, new: str) -> None:
+    """Rename a value everywhere it is written or read (the network output gets its role's name)."""
+    for node in nodes:
+        for field in (node.input, node.output):
+            for i, name in enumerate(field):
+                if name == old:
+                    field[i] = new
+
+
+def layer_values(graph: Graph, model: onnx.ModelProto) -> dict[str, str]:
+    """Spec layer -> the ONNX value holding its output, for the layers that emit a node
+    (dropout and folded batch_norm do not). The network's last layer maps to the graph output."""
+    produced = {out for node in model.graph.node for out in node.output}
+    mapping = {n.name: n.name for n in graph.nodes if n.name in produced}
+    mapping[graph.output.name] = model.graph.output[0].name
+    return mapping
+
+
+def to_bytes(model: onnx.ModelProto) -> bytes:
+    return model.SerializeToString(deterministic=True)
+
+
+def save(model: onnx.ModelProto, path: str | Path) -> int:
+    """Write the model atomically (a temporary file renamed into place); returns its size."""
+    return write_atomic(path, to_bytes(model))
+
+
+def write_atomic(path: str | Path, data: bytes) -> int:
+    """Write bytes to `path` through a temporary file in the same folder, so that a reader
+    never sees a half-written file and a failed write leaves nothing behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(data)

@@ -1,0 +1,139 @@
+"""What a specc ONNX model tells its caller, in `metadata_props` (all keys `specc.*`).
+
+    specc.format         "1" — marks a model compiled by specc
+    specc.name           the spec's name;  specc.spec_hash: sha256 of its canonical YAML
+    specc.spec           the canonical YAML itself (the model can be rebuilt from it)
+    specc.classes        number of classes;  specc.labels: JSON list of names, or null
+    specc.output         "logits" or "probs"
+    specc.input          JSON: layout NCHW, dtype float32, shape [C, H, W] and how pixels
+                         become the input (INPUT_CONTRACT)
+    specc.preprocessing  JSON preprocessing dict (`Preprocessing.to_dict()` of specc.train),
+                         or null: then the input is the pixels scaled to [0, 1], nothing else
+    specc.folded         JSON list of [layer, batch_norm] pairs folded together
+    + anything the caller adds (e.g. specc.weights: where the weights came from)
+
+Long numeric lists inside the preprocessing (a 3072x3072 ZCA matrix) are stored as
+{"float32_base64": ..., "shape": [...]} — four times smaller than decimal JSON;
+`read_metadata` restores them as numpy arrays.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from specc.emit import spec_hash, to_yaml
+from specc.errors import UserError
+from specc.ir import Graph
+
+FORMAT = "1"
+PREFIX = "specc."
+ARRAY_KEY = "float32_base64"
+_INLINE_MAX = 16  # numeric lists up to this many values stay readable JSON
+INPUT_CONTRACT = (
+    "NCHW float32; RGB (3 channels) or grey (1) pixel values p in 0..255, x = p * pixel_scale"
+    " (1/255 unless the preprocessing says otherwise), then the preprocessing"
+)
+
+
+@dataclass(frozen=True)
+class SpeccMetadata:
+    """The metadata of a specc ONNX model, decoded."""
+
+    name: str
+    spec_hash: str
+    spec: str
+    classes: int
+    labels: list[str] | None
+    output: str
+    input_shape: tuple[int, int, int]
+    preprocessing: dict | None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def label(self, index: int) -> str:
+        return self.labels[index] if self.labels else f"class {index}"
+
+
+def build_metadata(graph: Graph, *, output: str, folded=(), extra: dict | None = None) -> dict[str, str]:
+    """The `metadata_props` of a model of `graph`, sorted by key."""
+    c, h, w = graph.input_shape
+    props = {
+        "format": FORMAT,
+        "name": graph.name,
+        "spec_hash": spec_hash(graph),
+        "spec": to_yaml(graph),
+        "classes": str(graph.classes),
+        "labels": _json(list(graph.labels) if graph.labels else None),
+        "output": output,
+        "input": _json({"layout": "NCHW", "dtype": "float32", "shape": [c, h, w], "contract": INPUT_CONTRACT}),
+        "preprocessing": "null",
+        "folded": _json([list(pair) for pair in folded]),
+    }
+    for key, value in (extra or {}).items():
+        key = key.removeprefix(PREFIX)
+        if key == "preprocessing":
+            value = _json(encode_arrays(value)) if value is not None else "null"
+        props[key] = value if isinstance(value, str) else _json(value)
+    return {PREFIX + k: props[k] for k in sorted(props)}
+
+
+def parse_metadata(props: dict[str, str], source: str) -> SpeccMetadata:
+    """Decode `metadata_props`; a one-line UserError when they are not a specc model's."""
+    if props.get(PREFIX + "format") is None:
+        raise UserError(f"{source}: an ONNX model, but not one specc compiled (no specc.format metadata)")
+    if props[PREFIX + "format"] != FORMAT:
+        raise UserError(f"{source}: specc metadata format {props[PREFIX + 'format']!r}, this specc reads {FORMAT!r}")
+    try:
+        get = {k.removeprefix(PREFIX): v for k, v in props.items() if k.startswith(PREFIX)}
+        shape = json.loads(get["input"])["shape"]
+        preprocessing = json.loads(get.get("preprocessing", "null"))
+        known = {"format", "name", "spec_hash", "spec", "classes", "labels", "output", "input", "preprocessing"}
+        return SpeccMetadata(
+            name=get["name"],
+            spec_hash=get["spec_hash"],
+            spec=get["spec"],
+            classes=int(get["classes"]),
+            labels=json.loads(get["labels"]),
+            output=get["output"],
+            input_shape=(int(shape[0]), int(shape[1]), int(shape[2])),
+            preprocessing=decode_arrays(preprocessing) if preprocessing is not None else None,
+            extra={k: v for k, v in sorted(get.items()) if k not in known},
+        )
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise UserError(f"{source}: damaged specc metadata ({type(exc).__name__}: {exc})") from None
+
+
+def encode_arrays(value):
+    """Numeric (nested) lists or arrays of more than _INLINE_MAX values -> base64 float32."""
+    if isinstance(value, dict):
+        return {k: encode_arrays(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        array = np.asarray(value) if not isinstance(value, np.ndarray) else value
+        if array.dtype.kind in "fiu" and array.size > _INLINE_MAX:
+            data = np.ascontiguousarray(array, dtype="<f4").tobytes()
+            return {ARRAY_KEY: base64.b64encode(data).decode("ascii"), "shape": list(array.shape)}
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        return [encode_arrays(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def decode_arrays(value):
+    """Inverse of `encode_arrays`; encoded lists come back as float32 numpy arrays."""
+    if isinstance(value, dict):
+        if ARRAY_KEY in value:
+            data = base64.b64decode(value[ARRAY_KEY])
+            return np.frombuffer(data, dtype="<f4").reshape(value["shape"]).astype(np.float32)
+        return {k: decode_arrays(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_arrays(v) for v in value]
+    return value
+
+
+def _json(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,154 @@
+"""The ONNX op table: one small function per spec layer type.
+
+Each function takes the builder, the layer, and the op's parameters as keyword arguments
+(mirroring the fields of its class in `specc.ops`), appends ONNX nodes and returns the name
+of the value holding the layer's output. That value is named after the layer (`out`), so
+strict shape inference can be compared with specc's shapes layer by layer. Parameters that
+only matter for training (`init`, `init_std`, `momentum`) are accepted and ignored.
+
+`OP_TABLE` covers `specc.ops.OPS` exactly; a test asserts it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from specc_onnx.builder import Builder, Layer
+
+
+def _pre(layer: Layer, out: str, activation: str, kind: str) -> str:
+    """The value a conv/linear writes: `out` itself unless an activation follows."""
+    return out if activation == "none" else f"{layer.name}/{kind}"
+
+
+def conv(
+    b: Builder,
+    layer: Layer,
+    out: str,
+    *,
+    filters: int,
+    kernel,
+    stride,
+    padding,
+    dilation,
+    groups: int,
+    bias: bool,
+    activation: str,
+    slope: float,
+    **_training,
+) -> str:
+    op = layer.node.op
+    cin = layer.in_shapes[0][0]
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = op.kernel_hw(), op.stride_hw(), op.pads(), op.dilation_hw()
+    inputs = [layer.inputs[0], b.weight(f"{layer.name}.weight", (filters, cin // groups, kh, kw))]
+    if bias:
+        inputs.append(b.weight(f"{layer.name}.bias", (filters,)))
+    value = b.add(
+        "Conv",
+        inputs,
+        _pre(layer, out, activation, "conv"),
+        layer.name,
+        kernel_shape=[kh, kw],
+        strides=[sh, sw],
+        pads=[ph, pw, ph, pw],
+        dilations=[dh, dw],
+        group=groups,
+    )
+    return b.activation(layer, value, out, activation, slope)
+
+
+def _pool_attrs(layer: Layer, ceil_mode: bool) -> dict:
+    op = layer.node.op
+    (kh, kw), (sh, sw), (ph, pw) = op.kernel_hw(), op.stride_hw(), op.pads()
+    return {"kernel_shape": [kh, kw], "strides": [sh, sw], "pads": [ph, pw, ph, pw], "ceil_mode": int(ceil_mode)}
+
+
+def max_pool(b: Builder, layer: Layer, out: str, *, kernel, stride, padding, ceil_mode: bool) -> str:
+    return b.add("MaxPool", [layer.inputs[0]], out, layer.name, **_pool_attrs(layer, ceil_mode))
+
+
+def avg_pool(
+    b: Builder, layer: Layer, out: str, *, kernel, stride, padding, ceil_mode: bool, count_include_pad: bool
+) -> str:
+    attrs = _pool_attrs(layer, ceil_mode)
+    return b.add("AveragePool", [layer.inputs[0]], out, layer.name, count_include_pad=int(count_include_pad), **attrs)
+
+
+def global_avg_pool(b: Builder, layer: Layer, out: str) -> str:
+    pooled = b.add("GlobalAveragePool", [layer.inputs[0]], f"{layer.name}/pool", layer.name)  # (N, C, 1, 1)
+    return b.add("Flatten", [pooled], out, f"{layer.name}/flatten", axis=1)  # (N, C)
+
+
+def dropout(b: Builder, layer: Layer, out: str, *, rate: float) -> str:
+    # Training only: inference reads the input unchanged, so no node is emitted.
+    return layer.inputs[0]
+
+
+def relu(b: Builder, layer: Layer, out: str) -> str:
+    return b.add("Relu", [layer.inputs[0]], out, layer.name)
+
+
+def leaky_relu(b: Builder, layer: Layer, out: str, *, slope: float) -> str:
+    return b.add("LeakyRelu", [layer.inputs[0]], out, layer.name, alpha=float(slope))
+
+
+def batch_norm(b: Builder, layer: Layer, out: str, *, eps: float, affine: bool, **_training) -> str:
+    """Inference-mode BatchNormalization (running statistics). ONNX accepts (N, C) inputs as
+    well as (N, C, H, W), so flat vectors need no reshaping."""
+    channels = layer.in_shapes[0][0]
+    if affine:
+        scale = b.weight(f"{layer.name}.weight", (channels,))
+        shift = b.weight(f"{layer.name}.bias", (channels,))
+    else:
+        scale = b.const(f"{layer.name}.weight", np.ones(channels, np.float32))
+        shift = b.const(f"{layer.name}.bias", np.zeros(channels, np.float32))
+    mean = b.weight(f"{layer.name}.running_mean", (channels,))
+    var = b.weight(f"{layer.name}.running_var", (channels,))
+    return b.add("BatchNormalization", [layer.inputs[0], scale, shift, mean, var], out, layer.name, epsilon=float(eps))
+
+
+def flatten(b: Builder, layer: Layer, out: str) -> str:
+    return b.add("Flatten", [layer.inputs[0]], out, layer.name, axis=1)
+
+
+def linear(
+    b: Builder, layer: Layer, out: str, *, units: int, bias: bool, activation: str, slope: float, **_training
+) -> str:
+    features = layer.in_shapes[0][0]
+    inputs = [layer.inputs[0], b.weight(f"{layer.name}.weight", (units, features))]
+    if bias:
+        inputs.append(b.weight(f"{layer.name}.bias", (units,)))
+    # Gemm with transB keeps the (out, in) layout of the weights, as in PyTorch.
+    value = b.add("Gemm", inputs, _pre(layer, out, activation, "gemm"), layer.name, transB=1)
+    return b.activation(layer, value, out, activation, slope)
+
+
+def softmax(b: Builder, layer: Layer, out: str) -> str:
+    return b.add("Softmax", [layer.inputs[0]], out, layer.name, axis=1)
+
+
+def add(b: Builder, layer: Layer, out: str) -> str:
+    if len(layer.inputs) == 2:
+        return b.add("Add", list(layer.inputs), out, layer.name)
+    return b.add("Sum", list(layer.inputs), out, layer.name)
+
+
+def concat(b: Builder, layer: Layer, out: str) -> str:
+    return b.add("Concat", list(layer.inputs), out, layer.name, axis=1)
+
+
+OP_TABLE = {
+    "conv": conv,
+    "max_pool": max_pool,
+    "avg_pool": avg_pool,
+    "global_avg_pool": global_avg_pool,
+    "dropout": dropout,
+    "relu": relu,
+    "leaky_relu": leaky_relu,
+    "batch_norm": batch_norm,
+    "flatten": flatten,
+    "linear": linear,
+    "softmax": softmax,
+    "add": add,
+    "concat": concat,
+}
