@@ -24,9 +24,9 @@ from specc.transforms.base import Rewrite, Transform, finish, located, nothing_t
 from specc.transforms.rewrite import (
     POINTWISE,
     NodeList,
-    conv_out,
     dims,
     new_node,
+    out_with_padding,
     output_or_none,
     padding_for,
 )
@@ -65,7 +65,7 @@ class ReplacePooling(Transform):
     def apply(self, graph: Graph, report: ShapeReport) -> Rewrite:
         pools = [n for n in graph.nodes if n.type in POOL_TYPES]
         if not pools:
-            return nothing_to_do(graph, f"{self.label()}: no max_pool or avg_pool layer — nothing to replace")
+            return nothing_to_do(graph, "no max_pool or avg_pool layer — nothing to replace")
         work = NodeList(graph)
         shapes = dict(report.shapes)
         refusals = []
@@ -73,17 +73,18 @@ class ReplacePooling(Transform):
         for pool in pools:
             if pool.type not in self.pool_types:
                 allowed = ",".join(t.removesuffix("_pool") for t in self.pool_types)
+                article = "an" if pool.type == "avg_pool" else "a"
                 refusals.append(
                     located(
                         pool,
-                        f"{self.label()}: {pool.name} is an {pool.type}, and --pool-types is {allowed}"
-                        " — add avg (--pool-types max,avg) to replace average pooling too",
+                        f"{pool.name} is {article} {pool.type}, and --pool-types is {allowed}"
+                        " — use --pool-types max,avg to replace both kinds",
                     )
                 )
                 continue
             why = rule(work, work.node(pool.name), shapes)
             if why:
-                refusals.append(located(pool, f"{self.label()}: cannot rewrite {pool.name}: {why}"))
+                refusals.append(located(pool, f"cannot rewrite {pool.name}: {why}"))
         return finish(work.graph(), refusals, self.skip_unsupported)
 
     # -- the three rules; each edits `work` and returns None, or returns why it cannot ---
@@ -92,14 +93,14 @@ class ReplacePooling(Transform):
         if why:
             return why
         if conv.op.stride_hw() != (1, 1):
-            return f"its input {conv.name} already has stride {dims(conv.op.stride_hw())}"
+            return f"its input {conv.name} already has stride {_stride(conv.op.stride_hw())}"
         strided = conv.with_params(stride=pool.op.stride_hw())
         got = output_or_none(strided.op, shapes[conv.inputs[0]])
         want = shapes[pool.name]
         if got is None or got[1:] != want[1:]:
             size = dims(got[1:]) if got else "no valid output"
             return (
-                f"{conv.name} with stride {dims(pool.op.stride_hw())} would give {size},"
+                f"{conv.name} with stride {_stride(pool.op.stride_hw())} would give {size},"
                 f" but {pool.name} gives {dims(want[1:])}"
             )
         work.put(strided)
@@ -124,7 +125,7 @@ class ReplacePooling(Transform):
         )
         padding = padding_for(
             pool.op.kernel_hw(),
-            lambda p: conv_out(conv.op, shapes[src], p),
+            lambda p: out_with_padding(conv.op, shapes[src], p),
             shapes[pool.name],
             preferred=(pool.op.padding,),
         )
@@ -153,7 +154,7 @@ class ReplacePooling(Transform):
         )
 
         def pooled(padding):
-            out = conv_out(conv.op, shapes[src], padding)
+            out = out_with_padding(conv.op, shapes[src], padding)
             return output_or_none(pool.op, out) if out else None
 
         # 'same' first: the inserted conv should keep the size the pool saw.
@@ -163,7 +164,7 @@ class ReplacePooling(Transform):
         conv = conv.with_params(padding=padding)
         work.insert_before(pool.name, conv)
         work.put(pool.replace(inputs=(conv.name,)))
-        shapes[conv.name] = conv_out(conv.op, shapes[src], padding)
+        shapes[conv.name] = out_with_padding(conv.op, shapes[src], padding)
         return None
 
 
@@ -188,3 +189,7 @@ def _feeding_conv(work: NodeList, pool: Node) -> tuple[Node | None, str | None]:
         if node.type != "conv":
             return None, f"its input {name} is a {node.type}, not a conv"
         return node, None
+
+
+def _stride(pair: tuple[int, int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else dims(pair)

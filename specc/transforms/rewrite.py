@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable
 
 from specc.ir import INPUT, Graph, Node
-from specc.ops import OPS, Conv, LayerOp, Shape, ShapeError
+from specc.ops import OPS, LayerOp, Shape, ShapeError
 
 # Per-position layers: a stride applied before them gives the same result as after them.
 POINTWISE = ("relu", "leaky_relu", "batch_norm")
@@ -120,10 +120,12 @@ def _canonical_padding(pads: tuple[int, int], kernel_hw: tuple[int, int]):
     return pads[0] if pads[0] == pads[1] else list(pads)
 
 
-def conv_out(conv: Conv, shape: Shape, padding) -> Shape | None:
-    """The output shape of `conv` with another padding (None where it does not fit)."""
+def out_with_padding(op: LayerOp, shape: Shape | None, padding) -> Shape | None:
+    """The output shape of a conv or pool with another padding (None where it does not fit)."""
+    if shape is None:
+        return None
     try:
-        candidate = conv.model_validate({**conv.params(), "padding": padding})
+        candidate = op.model_validate({**op.params(), "padding": padding})
     except ValueError:
         return None
     return output_or_none(candidate, shape)

@@ -1,0 +1,82 @@
+"""The inverse rewrite: a stride-s convolution becomes the same convolution with stride 1,
+followed by a 3x3 max-pool of stride s.
+
+The paper does this to a trained ALL-CNN to compare guided backpropagation with the
+deconvnet, which needs the switches of max-pooling layers. The convolution keeps its name,
+its weights' shapes and its padding, so a trained checkpoint carries over unchanged; the
+new pool is named `<conv>_pool` and padded so that its output size is the strided conv's.
+The networks are not equivalent (a max over a 3x3 window is not subsampling), which is the
+point: the pooled network has switches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from specc.errors import UserError
+from specc.ir import Graph
+from specc.shapes import ShapeReport
+from specc.transforms.base import Rewrite, Transform, finish, located, nothing_to_do
+from specc.transforms.rewrite import NodeList, dims, new_node, out_with_padding, output_or_none, padding_for
+
+TARGETS = {"maxpool": "max_pool", "avgpool": "avg_pool"}
+
+
+@dataclass(frozen=True)
+class ReplaceStride(Transform):
+    """Turn each strided convolution into a stride-1 convolution and a pooling layer."""
+
+    name: ClassVar[str] = "replace_stride"
+    target: str = "maxpool"
+    pool_kernel: int = 3
+    skip_unsupported: bool = False
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise UserError(f"replace-stride {self.target}: expected one of {', '.join(TARGETS)}")
+        if not isinstance(self.pool_kernel, int) or self.pool_kernel < 1:
+            raise UserError(f"replace-stride pool kernel {self.pool_kernel!r}: expected a positive integer")
+
+    def apply(self, graph: Graph, report: ShapeReport) -> Rewrite:
+        strided = [n for n in graph.nodes if n.type == "conv" and n.op.stride_hw() != (1, 1)]
+        if not strided:
+            return nothing_to_do(graph, "no strided convolution — nothing to replace")
+        work = NodeList(graph)
+        refusals = []
+        k = self.pool_kernel
+        for conv in strided:
+            stride = conv.op.stride_hw()
+            unstrided = conv.with_params(stride=1)
+            full = output_or_none(unstrided.op, report.shapes[conv.inputs[0]])
+            pool = new_node(
+                graph,
+                work.fresh_name(f"{conv.name}_pool"),
+                TARGETS[self.target],
+                conv,
+                (conv.name,),
+                kernel=k,
+                stride=stride,
+                padding="valid",
+            )
+            want = report.shapes[conv.name]
+            padding = padding_for(
+                (k, k),
+                lambda p, pool=pool, full=full: out_with_padding(pool.op, full, p),
+                want,
+                preferred=(conv.op.padding,),
+                max_pad=(k // 2, k // 2),
+            )
+            if padding is None:
+                refusals.append(
+                    located(
+                        conv,
+                        f"cannot rewrite {conv.name}: with stride 1 it gives"
+                        f" {dims(full[1:]) if full else 'no output'}, and no padding of a {k}x{k}/{dims(stride)}"
+                        f" pool turns that into its {dims(want[1:])} output",
+                    )
+                )
+                continue
+            work.put(unstrided)
+            work.insert_after(conv.name, pool.with_params(padding=padding))
+        return finish(work.graph(), refusals, self.skip_unsupported)

@@ -1,0 +1,72 @@
+"""Width multiplier: scale every hidden channel count by one factor.
+
+Every convolution's `filters` and every linear layer's `units` is multiplied by `factor`
+and rounded to the nearest multiple of `round_to` (at least one multiple), so that a 0.5x or
+2x variant of a model is one flag away. The classifier (the layer(s) producing the class
+scores) keeps its count, and the input keeps its channels, so the task does not change.
+Equal counts stay equal, so `add` branches keep matching; a depthwise convolution
+(groups = channels) stays depthwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+from specc.errors import UserError
+from specc.ir import Graph
+from specc.shapes import ShapeReport
+from specc.transforms.base import Rewrite, Transform, nothing_to_do
+from specc.transforms.rewrite import WEIGHTED, classifier_layers
+
+
+def scaled(count: int, factor: float, round_to: int) -> int:
+    """`count * factor` rounded half up to a multiple of `round_to`, at least `round_to`."""
+    multiples = math.floor(count * factor / round_to + 0.5)
+    return max(1, multiples) * round_to
+
+
+@dataclass(frozen=True)
+class WidthMult(Transform):
+    """Multiply hidden channel counts by `factor`, rounded to a multiple of `round_to`."""
+
+    name: ClassVar[str] = "width_mult"
+    factor: float
+    round_to: int = 1
+
+    def __post_init__(self):
+        factor = self.factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1e6:
+            shown = f"{factor:g}" if isinstance(factor, (int, float)) else repr(factor)
+            raise UserError(f"width-mult {shown}: expected a number > 0, e.g. 0.5 or 2")
+        if isinstance(self.round_to, bool) or not isinstance(self.round_to, int) or self.round_to < 1:
+            raise UserError(f"round {self.round_to!r}: expected a positive integer, e.g. 8")
+
+    def label(self) -> str:
+        suffix = f", round={self.round_to}" if self.round_to != 1 else ""
+        return f"{self.name}={self.factor:g}{suffix}"
+
+    def apply(self, graph: Graph, report: ShapeReport) -> Rewrite:
+        heads, _ = classifier_layers(graph)
+        keep = {n.name for n in heads}
+        hidden = [n for n in graph.nodes if n.type in WEIGHTED and n.name not in keep]
+        if not hidden:
+            return nothing_to_do(graph, "no hidden conv or linear layer — nothing to scale")
+        nodes = []
+        for node in graph.nodes:
+            if node.type == "conv" and node.name not in keep:
+                node = self._conv(node, report.shapes[node.inputs[0]][0])
+            elif node.type == "linear" and node.name not in keep:
+                node = node.with_params(units=scaled(node.op.units, self.factor, self.round_to))
+            nodes.append(node)
+        return Rewrite(graph.with_nodes(nodes))
+
+    def _conv(self, node, in_channels: int):
+        op = node.op
+        if op.groups > 1 and op.groups == in_channels == op.filters:
+            # Depthwise: one filter per channel, before and after.
+            filters = scaled(op.filters, self.factor, self.round_to)
+            return node.with_params(filters=filters, groups=filters)
+        step = math.lcm(self.round_to, op.groups)
+        return node.with_params(filters=scaled(op.filters, self.factor, step))
