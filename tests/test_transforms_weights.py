@@ -9,6 +9,7 @@ F = torch.nn.functional
 
 import specc  # noqa: E402
 from specc.cli import main  # noqa: E402
+from specc.emit import spec_hash  # noqa: E402
 from specc.spec import load_graph_text  # noqa: E402
 from specc.transforms.weights import weight_shapes  # noqa: E402
 from tests.conftest import SPECS  # noqa: E402
@@ -63,18 +64,22 @@ def test_inverse_carries_trained_weights_unchanged(tmp_path, capsys):
     # carried weights and keeps every shape.
     pooled = load_graph_text(spec.read_text(), str(spec))
     original = specc.load(ALLCNN_C)
-    x = torch.randn(2, 3, 32, 32)
-    assert forward(pooled, out, x).shape == forward(original, state, x).shape == (2, 10)
+    x = torch.randn(1, 3, 32, 32)
+    assert forward(pooled, out, x).shape == forward(original, state, x).shape == (1, 10)
 
 
-def test_checkpoint_form_gets_the_new_spec(tmp_path):
+def test_checkpoint_form_gets_the_new_spec(tmp_path, capsys):
     state = random_state(ALLCNN_C)
     src, dst = tmp_path / "ckpt.pt", tmp_path / "out.pt"
-    torch.save({"format": "specc-checkpoint-v1", "model": state, "spec": "old", "epoch": 7}, src)
+    wrapped = {f"module.{k}": v for k, v in state.items()}  # as saved from DistributedDataParallel
+    checkpoint = {"format": "specc-checkpoint-v1", "model": wrapped, "spec": "old", "epoch": 7, "optimizer": {}}
+    torch.save(checkpoint, src)
     argv = ["transform", ALLCNN_C, "--replace-stride", "maxpool", "--weights", str(src), "--weights-out", str(dst)]
     assert main([*argv, "--diff"]) == 0
+    assert "dropped the training state optimizer" in capsys.readouterr().err
     out = torch.load(dst, weights_only=True)
-    assert out["format"] == "specc-checkpoint-v1" and out["epoch"] == 7
+    assert out["format"] == "specc-checkpoint-v1" and out["epoch"] == 7 and "optimizer" not in out
+    assert out["spec_hash"] == spec_hash(load_graph_text(out["spec"], "<ckpt>"))
     assert load_graph_text(out["spec"], "<ckpt>").node("conv3_pool").type == "max_pool"
     assert all(torch.equal(out["model"][k], state[k]) for k in state)
 
@@ -125,6 +130,10 @@ def test_transforms_that_change_weights_refuse_to_remap(tmp_path, capsys, argv, 
     assert not dst.exists()
 
 
+class Pickled:
+    """Not a tensor: a weights_only load refuses it."""
+
+
 def _bad_checkpoints(tmp_path):
     state = random_state(ALLCNN_C)
     missing = dict(state)
@@ -138,6 +147,8 @@ def _bad_checkpoints(tmp_path):
         "wrong": wrong,
         "extra": extra,
         "notdict": [1, 2],
+        "otherformat": {"format": "keras-h5", "model": state},
+        "pickled": {"model": state, "extra": Pickled()},
     }
     for name, value in files.items():
         torch.save(value, tmp_path / f"{name}.pt")
@@ -152,8 +163,10 @@ def _bad_checkpoints(tmp_path):
         ("wrong", "'conv2.weight' has shape [96, 96, 1, 1], allcnn_c expects [96, 96, 3, 3]"),
         ("extra", "unexpected weight 'conv99.weight' — allcnn_c has no such layer parameter"),
         ("notdict", "expected a state_dict or a checkpoint with a 'model' state_dict"),
-        ("garbage", "not a readable checkpoint — corrupt, truncated, or holding more than tensors and plain data"),
-        ("truncated", "not a readable checkpoint — corrupt, truncated, or holding more than tensors and plain data"),
+        ("garbage", "not a readable checkpoint — truncated or corrupt (UnpicklingError)"),
+        ("truncated", "not a readable checkpoint — truncated or corrupt"),
+        ("pickled", "holds Python objects other than tensors and plain data — refused"),
+        ("otherformat", "checkpoint format 'keras-h5' — expected 'specc-checkpoint-v1'"),
         ("absent", "no such file"),
     ],
 )

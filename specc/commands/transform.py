@@ -123,8 +123,9 @@ def run_command(args) -> int:
     if args.weights:
         from specc.transforms.weights import remap_checkpoint
 
-        remap_checkpoint(args.weights, args.weights_out, result.source_report, result.report, labels)
-        print(f"wrote {args.weights_out} (weights of {args.weights}, remapped through {labels})", file=sys.stderr)
+        dropped = remap_checkpoint(args.weights, args.weights_out, result.source_report, result.report, labels)
+        note = f"; dropped the training state {', '.join(dropped)} (it belongs to the old network)" if dropped else ""
+        print(f"wrote {args.weights_out} (weights of {args.weights}, remapped through {labels}{note})", file=sys.stderr)
     spec_text = result.to_yaml(schema_modeline(text))
     if args.output:
         write_text(args.output, spec_text)

@@ -31,6 +31,8 @@ def atomic_write(path: str | Path, write: Callable[[object], None]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:

@@ -111,6 +111,12 @@ def remap_state(state: Mapping, source: ShapeReport, target: ShapeReport, steps:
     return out
 
 
+# Where a training run stands (optimizer moments, schedule, RNG): meaningless for another
+# network, and the optimizer's buffers would not even fit a reshaped weight. Dropped.
+RESUME_STATE = ("optimizer", "scheduler", "rng", "partial")
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+
+
 def load_checkpoint(path: str):
     """(container or None, state_dict) from a checkpoint file; one-line errors."""
     import torch
@@ -122,30 +128,44 @@ def load_checkpoint(path: str):
     except IsADirectoryError:
         raise UserError(f"{path}: is a directory, expected a checkpoint file") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a corrupt file
-        raise UserError(
-            f"{path}: not a readable checkpoint — corrupt, truncated, or holding more than tensors"
-            f" and plain data ({type(exc).__name__})"
-        ) from None
+        if "Unsupported global" in f"{exc} {exc.__context__}":
+            raise UserError(
+                f"{path}: holds Python objects other than tensors and plain data — refused"
+                " (loading it would run arbitrary code)"
+            ) from None
+        raise UserError(f"{path}: not a readable checkpoint — truncated or corrupt ({type(exc).__name__})") from None
+    if isinstance(data, dict) and "format" in data and data["format"] != CHECKPOINT_FORMAT:
+        raise UserError(f"{path}: checkpoint format {data['format']!r} — expected {CHECKPOINT_FORMAT!r}")
     if isinstance(data, dict) and isinstance(data.get("model"), dict):
-        return data, data["model"]
+        return data, _unwrapped(data["model"])
     if isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
-        return None, data
+        return None, _unwrapped(data)
     raise UserError(f"{path}: expected a state_dict or a checkpoint with a 'model' state_dict")
 
 
-def remap_checkpoint(src: str, dst: str, source: ShapeReport, target: ShapeReport, steps: str) -> None:
-    """Read `src`, carry its weights from `source` to `target`, write `dst` atomically."""
+def _unwrapped(state: dict) -> dict:
+    for prefix in WRAPPER_PREFIXES:
+        if state and all(str(k).startswith(prefix) for k in state):
+            return {str(k)[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def remap_checkpoint(src: str, dst: str, source: ShapeReport, target: ShapeReport, steps: str) -> list[str]:
+    """Read `src`, carry its weights from `source` to `target`, write `dst` atomically (in the
+    form it was read). Returns the training-state keys dropped from a checkpoint."""
     import torch
 
     container, state = load_checkpoint(src)
     new_state = remap_state(state, source, target, steps, src)
+    dropped: list[str] = []
     if container is None:
         out = new_state
     else:
-        out = dict(container)
+        dropped = [k for k in RESUME_STATE if k in container]
+        out = {k: v for k, v in container.items() if k not in dropped}
         out["model"] = new_state
         if "spec" in out or out.get("format") == CHECKPOINT_FORMAT:
             out["spec"] = to_yaml(target.graph)
-        if "spec_hash" in out:
             out["spec_hash"] = spec_hash(target.graph)
     atomic_write(dst, lambda f: torch.save(out, f))
+    return dropped
