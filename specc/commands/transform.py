@@ -25,11 +25,11 @@ class _AppendStep(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         steps = list(getattr(namespace, "steps", None) or [])
-        steps.append((self.metavar_name, True if values == [] else values))
+        steps.append((self.transform_name, True if values == [] else values))
         namespace.steps = steps
 
     def __init__(self, *args, transform_name: str, **kwargs):
-        self.metavar_name = transform_name
+        self.transform_name = transform_name
         super().__init__(*args, **kwargs)
 
 
