@@ -1,0 +1,144 @@
+"""`specc compile`: a spec to a deployable ONNX file and a standalone PyTorch .py file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from specc.api import check
+from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
+from specc.errors import UserError
+from specc.summary import human_bytes, render
+
+TARGETS = ("torch", "onnx", "all")
+
+
+def register(sub) -> None:
+    p = add_command(
+        sub,
+        "compile",
+        "compile a spec to ONNX (<name>.onnx) and PyTorch source (<name>.py)",
+        """
+specc compile specs/allcnn_c.yaml
+specc compile specs/allcnn_c.yaml --weights runs/allcnn_c/best.pt -o dist --force
+specc compile specs/allcnn_c.yaml --target onnx --batch 1 --output probs --opset 18
+specc transform specs/model_c.yaml --replace-pooling conv | specc compile - --target torch
+""",
+        description=(
+            "Compile a spec. The ONNX model is emitted straight from the spec (not traced), checked"
+            " with onnx's checker and strict shape inference, and carries the spec, its hash, the class"
+            " labels and the input preprocessing in its metadata. Weights come from a checkpoint"
+            " (--weights) or the PyTorch backend's seeded initialisation (--seed). Files are written"
+            " atomically and never overwritten without --force."
+        ),
+    )
+    add_spec_options(p)
+    p.add_argument("--target", choices=TARGETS, default="all", help="what to write (default: all)")
+    p.add_argument("-o", "--out-dir", default="build", metavar="DIR", help="output folder (default: build/)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--weights", metavar="CKPT", help="a specc checkpoint or a plain PyTorch state_dict")
+    source.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size")
+    p.add_argument("--output", choices=("logits", "probs"), default="logits", help="what the model returns")
+    p.add_argument("--no-fold", dest="fold", action="store_false", help="keep batch_norm as its own ONNX node")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    batch = _parse_batch(args.batch)
+    result = check(spec_source(args.spec), args.overrides, **check_kwargs(args))
+    for d in result.warnings:
+        print(d.format(), file=sys.stderr)
+    graph = result.graph
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"-o {out_dir}: exists and is not a folder")
+    targets = ("onnx", "torch") if args.target == "all" else (args.target,)
+    paths = {t: out_dir / f"{graph.name}.{'onnx' if t == 'onnx' else 'py'}" for t in targets}
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not args.force:
+        raise UserError(
+            f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''} — pass --force to overwrite"
+        )
+
+    # Everything is generated before anything is written: a failure leaves no partial set.
+    contents: dict[str, bytes] = {}
+    if "torch" in targets:
+        contents["torch"] = _torch_backend().codegen.generate(graph, output=args.output).encode("utf-8")
+    if "onnx" in targets or args.weights:
+        weights, provenance = _weights(graph, args)
+    if "onnx" in targets:
+        contents["onnx"] = _onnx_bytes(graph, weights, provenance, args, batch)
+
+    from specc_onnx import write_atomic
+
+    print(render(result.report), end="")
+    print("wrote:")
+    for target in targets:
+        size = write_atomic(paths[target], contents[target])
+        print(f"  {paths[target]}  ({human_bytes(size)})")
+    return 0
+
+
+def _parse_batch(value: str) -> str | int:
+    if value == "dynamic":
+        return value
+    try:
+        batch = int(value)
+    except ValueError:
+        batch = 0
+    if batch <= 0:
+        raise UserError(f"--batch {value}: expected 'dynamic' or a positive integer")
+    return batch
+
+
+def _torch_backend():
+    try:
+        import specc_torch
+        import specc_torch.codegen
+        import specc_torch.weights
+    except ImportError as exc:
+        raise UserError(
+            f"compile needs the PyTorch backend ({exc}) — install it with pip install 'specc[torch]'"
+        ) from None
+    return specc_torch
+
+
+def _weights(graph, args) -> tuple[dict, dict]:
+    """numpy weights and where they came from: {"weights": text, "preprocessing": dict|None}."""
+    backend = _torch_backend()
+    if args.weights:
+        tensors = backend.weights.load_weights(args.weights, graph)
+        weights = {k: v.detach().cpu().numpy() for k, v in tensors.items()}
+        provenance = {"weights": f"checkpoint {Path(args.weights).name}", "preprocessing": _preprocessing(args.weights)}
+        return weights, provenance
+    module = backend.build(graph, seed=args.seed, output=args.output)
+    return backend.weights.state_dict_numpy(module), {"weights": f"seed {args.seed}", "preprocessing": None}
+
+
+def _preprocessing(path: str) -> dict | None:
+    """The preprocessing a specc checkpoint records (None for a plain state_dict)."""
+    from specc_torch.weights import CHECKPOINT_FORMAT, read_checkpoint
+
+    payload = read_checkpoint(path)
+    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+        return payload.get("preprocessing")
+    return None
+
+
+def _onnx_bytes(graph, weights: dict, provenance: dict, args, batch) -> bytes:
+    from specc_onnx import DEFAULT_OPSET, emit, to_bytes, verify
+
+    model = emit(
+        graph,
+        weights,
+        opset=args.opset or DEFAULT_OPSET,
+        batch=batch,
+        output=args.output,
+        fold_bn=args.fold,
+        metadata=provenance,
+    )
+    verify(model, graph)  # the checker and strict shape inference agree with specc, or it is a bug
+    return to_bytes(model)
