@@ -1,0 +1,180 @@
+"""Code generation: a spec as a standalone, readable PyTorch file that imports only torch.
+
+The generated class has the same submodules (built from the same `ModuleSpec`s) and so the same
+state_dict keys as `specc_torch.build`; its forward is straight-line code calling the same torch
+functions in the same order (from the op table's `code` entries), so loading a built model's
+state_dict into it gives bit-identical outputs. Its `reset_parameters(seed)` copies the
+initialisation functions verbatim, so `Net(seed=s)` and `build(spec, seed=s)` start from the
+same weights. The ReLU seam is there too: `relu_rule` / `leaky_rule` to override.
+"""
+
+from __future__ import annotations
+
+import inspect
+import keyword
+import re
+
+from specc.emit import spec_hash
+from specc.ir import INPUT, Graph
+from specc.shapes import infer
+from specc_torch import init
+from specc_torch.module import make_submodules, plan
+from specc_torch.table import TORCH_OPS
+
+INDENT = " " * 4
+_RESERVED_VARS = {"x", "x_input", "self", "torch", "nn", "F", "g"}
+
+
+def class_name_for(spec_name: str) -> str:
+    """`allcnn_c` -> `AllcnnC`: the spec name in CamelCase."""
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", spec_name) if w]
+    name = "".join(w[:1].upper() + w[1:] for w in words) or "Net"
+    return name if name.isidentifier() and not keyword.iskeyword(name) else f"Net{name}"
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(["B", *map(str, shape)]) + ")"
+
+
+def _docstring_text(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+def _variables(graph: Graph, steps) -> dict[str, str]:
+    """The Python variable of each value: `x` while the network is a chain (a value read only
+    by the very next step), the layer's own name where branches keep it alive longer."""
+    uses: dict[str, list[int]] = {}
+    for i, step in enumerate(steps):
+        for src in step.inputs:
+            uses.setdefault(src, []).append(i)
+    names: dict[str, str] = {}
+    taken = {n.name for n in graph.nodes} | _RESERVED_VARS
+    for i, src in enumerate([INPUT] + [s.name for s in steps]):
+        if uses.get(src, [i]) == [i]:  # read once, by the next step (or the returned value)
+            names[src] = "x"
+        elif src == INPUT:
+            names[src] = "x_input"
+        elif src.isidentifier() and not keyword.iskeyword(src) and src not in _RESERVED_VARS:
+            names[src] = src
+        else:
+            var = f"{src}_out"
+            while var in taken:
+                var += "_"
+            taken.add(var)
+            names[src] = var
+    return names
+
+
+def _forward_lines(graph: Graph, steps, shapes) -> list[str]:
+    var = _variables(graph, steps)
+    lines = [f"# x: {_shape(graph.input_shape)}"]
+    if var[INPUT] != "x":
+        lines.append(f"{var[INPUT]} = x")
+    for step in steps:
+        expr = TORCH_OPS[step.kind].code(step.name, step.op, [var[s] for s in step.inputs])
+        lines.append(f"{var[step.name]} = {expr}  # {step.name}: {_shape(shapes[step.name])}")
+        dead = [var[s] for s in step.free if var[s] != "x"]
+        if dead:
+            lines.append(f"del {', '.join(dead)}")
+    lines.append(f"return {var[steps[-1].name] if steps else var[INPUT]}")
+    return lines
+
+
+def _module_source(graph: Graph, report, name: str) -> str:
+    node = graph.node(name)
+    return TORCH_OPS[node.type].module(node.op, [report.shapes[s] for s in node.inputs]).source()
+
+
+def _init_lines(graph: Graph, modules) -> list[str]:
+    lines = []
+    for node in graph.nodes:
+        module = modules.get(node.name)
+        if module is None:
+            continue
+        if node.type in ("conv", "linear"):
+            fn_name, kwargs = init.init_call(node.op)
+            args = [f"self.{node.name}.weight", f"self.{node.name}.bias", "g"]
+            args += [f"{k}={v!r}" for k, v in kwargs.items()]
+            lines.append(f"{fn_name}({', '.join(args)})")
+        elif node.type == "batch_norm":
+            lines.append(f"self.{node.name}.reset_parameters()")
+    return lines
+
+
+def _init_functions(graph: Graph) -> str:
+    used = {init.INIT_FUNCTIONS[n.op.init] for n in graph.nodes if n.type in ("conv", "linear")}
+    if not used:
+        return "\n\n"
+    functions = [init.fill_] + [f for f in init.INIT_FUNCTIONS.values() if f in used]
+    return "\n\n" + "\n\n\n".join(inspect.getsource(f).strip() for f in functions) + "\n\n\n"
+
+
+def _block(lines: list[str], depth: int) -> str:
+    return "\n".join(INDENT * depth + line if line else "" for line in lines)
+
+
+def generate(graph: Graph, class_name: str | None = None, *, output: str = "logits") -> str:
+    """Standalone Python source defining an `nn.Module` class for `graph`.
+
+    `class_name` defaults to the spec name in CamelCase; `output` is "logits" (a trailing
+    softmax dropped, as `specc_torch.build` does by default) or "probs"."""
+    if class_name is not None and (not class_name.isidentifier() or keyword.iskeyword(class_name)):
+        raise ValueError(f"class_name {class_name!r} is not a Python identifier")
+    name = class_name or class_name_for(graph.name)
+    report = infer(graph)
+    modules = make_submodules(graph, report)
+    steps = plan(graph, output)
+    c, h, w = graph.input_shape
+    out_shape = report.shapes[steps[-1].name] if steps else graph.input_shape
+    what = "probabilities (softmax)" if output == "probs" and graph.output.type == "softmax" else "class scores"
+    description = f"\n\n{_docstring_text(graph.description.strip())}" if graph.description.strip() else ""
+    module_lines = [f"self.{n} = {_module_source(graph, report, n)}" for n in modules]
+    init_lines = _init_lines(graph, modules) or ["pass  # no layer with parameters"]
+    init_functions = _init_functions(graph)
+    return f'''"""{name}: spec '{_docstring_text(graph.name)}', generated by specc (do not edit; regenerate from the spec).
+
+spec sha256: {spec_hash(graph)}{description}
+
+Standalone: this file imports only torch. Input (B, {c}, {h}, {w}) float; output
+{_shape(out_shape)} {what}. Weights trained with specc load as they are:
+
+    model = {name}()
+    model.load_state_dict(torch.load("checkpoint.pt", map_location="cpu", weights_only=True)["model"])
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+{init_functions}class {name}(nn.Module):
+    """{_docstring_text(graph.name)}: {report.total_params:,} parameters."""
+
+    # Every ReLU site calls relu_rule(x) and every leaky ReLU site leaky_rule(x, slope), the
+    # conv/linear activations included: override them (in a subclass or on an instance, e.g.
+    # with a torch.autograd.Function) to change the rule of all of them at once.
+    @staticmethod
+    def relu_rule(x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x)
+
+    @staticmethod
+    def leaky_rule(x: torch.Tensor, slope: float) -> torch.Tensor:
+        return F.leaky_relu(x, slope)
+
+    def __init__(self, seed: int | None = 0) -> None:
+        super().__init__()
+{_block(module_lines, 2)}
+        self.reset_parameters(seed)
+
+    def reset_parameters(self, seed: int | None = 0) -> None:
+        """The spec's initialisation, in spec order, from a private generator (None: unseeded)."""
+        g = torch.Generator()
+        if seed is None:
+            g.seed()
+        else:
+            g.manual_seed(seed)
+{_block(init_lines, 2)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+{_block(_forward_lines(graph, steps, report.shapes), 2)}
+'''

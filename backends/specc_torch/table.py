@@ -1,0 +1,197 @@
+"""The PyTorch op table: one entry per layer type of `specc.ops.OPS`.
+
+Each entry says, once, how a layer becomes PyTorch:
+- `module`: the submodule the layer owns (parameters, running statistics, or a training-only
+  behaviour such as dropout), as a `ModuleSpec` — a torch.nn class name plus its arguments. The
+  same spec is instantiated by `specc_torch.build` and printed by the code generator, so both
+  have the same submodules by construction.
+- `run`: the forward computation inside a `SpeccModule`.
+- `code`: the same computation as a Python expression for the generated standalone file.
+
+`run` and `code` must call the same torch functions in the same order: the generated file is
+tested to give bit-identical outputs. Every ReLU site — a conv/linear layer's fused
+`activation` and the standalone `relu`/`leaky_relu` layers — goes through the model's
+`relu_rule`/`leaky_rule` so that a visualization can swap the backward rule of all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from specc.ops import LayerOp, Shape
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """A torch.nn constructor call: `nn.<cls>(*args, **kwargs)`; kwargs hold non-defaults only."""
+
+    cls: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+    def make(self) -> nn.Module:
+        return getattr(nn, self.cls)(*self.args, **self.kwargs)
+
+    def source(self) -> str:
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"nn.{self.cls}({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class TorchOp:
+    # (op, input shapes) -> the layer's submodule, or None for a purely functional layer
+    module: Callable[[LayerOp, list[Shape]], ModuleSpec | None]
+    # (model, layer name, op, input tensors in the node's `inputs` order) -> output
+    run: Callable[[nn.Module, str, LayerOp, list[torch.Tensor]], torch.Tensor]
+    # (layer name, op, input expressions) -> output expression; `self` is the generated module
+    code: Callable[[str, LayerOp, list[str]], str]
+
+
+def _square(pair: tuple[int, int]) -> int | tuple[int, int]:
+    """(3, 3) -> 3: square windows read as one number in the generated code."""
+    return pair[0] if pair[0] == pair[1] else pair
+
+
+def _no_module(op: LayerOp, ins: list[Shape]) -> None:
+    return None
+
+
+# -- activations: the one seam every ReLU goes through ------------------------------------
+def _activate(model: nn.Module, op: LayerOp, y: torch.Tensor) -> torch.Tensor:
+    if op.activation == "relu":
+        return model.relu_rule(y)
+    if op.activation == "leaky_relu":
+        return model.leaky_rule(y, op.slope)
+    return y
+
+
+def _activate_code(op: LayerOp, expr: str) -> str:
+    if op.activation == "relu":
+        return f"self.relu_rule({expr})"
+    if op.activation == "leaky_relu":
+        return f"self.leaky_rule({expr}, {op.slope!r})"
+    return expr
+
+
+# -- layers that own a submodule ----------------------------------------------------------
+def _run_module(model: nn.Module, name: str, op: LayerOp, xs: list[torch.Tensor]) -> torch.Tensor:
+    return model._modules[name](xs[0])
+
+
+def _code_module(name: str, op: LayerOp, args: list[str]) -> str:
+    return f"self.{name}({args[0]})"
+
+
+def _run_module_activated(model: nn.Module, name: str, op: LayerOp, xs: list[torch.Tensor]) -> torch.Tensor:
+    return _activate(model, op, model._modules[name](xs[0]))
+
+
+def _code_module_activated(name: str, op: LayerOp, args: list[str]) -> str:
+    return _activate_code(op, f"self.{name}({args[0]})")
+
+
+def _conv_module(op, ins: list[Shape]) -> ModuleSpec:
+    kwargs: dict = {"kernel_size": _square(op.kernel_hw())}
+    if op.stride_hw() != (1, 1):
+        kwargs["stride"] = _square(op.stride_hw())
+    if op.pads() != (0, 0):
+        kwargs["padding"] = _square(op.pads())
+    if op.dilation_hw() != (1, 1):
+        kwargs["dilation"] = _square(op.dilation_hw())
+    if op.groups != 1:
+        kwargs["groups"] = op.groups
+    if not op.bias:
+        kwargs["bias"] = False
+    return ModuleSpec("Conv2d", (ins[0][0], op.filters), kwargs)
+
+
+def _pool_kwargs(op) -> dict:
+    kwargs: dict = {"kernel_size": _square(op.kernel_hw())}
+    if op.stride_hw() != op.kernel_hw():
+        kwargs["stride"] = _square(op.stride_hw())
+    if op.pads() != (0, 0):
+        kwargs["padding"] = _square(op.pads())
+    if op.ceil_mode:
+        kwargs["ceil_mode"] = True
+    return kwargs
+
+
+def _max_pool_module(op, ins: list[Shape]) -> ModuleSpec:
+    return ModuleSpec("MaxPool2d", (), _pool_kwargs(op))
+
+
+def _avg_pool_module(op, ins: list[Shape]) -> ModuleSpec:
+    # PyTorch counts padded zeros by default; the spec's default excludes them, so always say.
+    return ModuleSpec("AvgPool2d", (), {**_pool_kwargs(op), "count_include_pad": op.count_include_pad})
+
+
+def _dropout_module(op, ins: list[Shape]) -> ModuleSpec:
+    return ModuleSpec("Dropout", (), {"p": op.rate})
+
+
+def _batch_norm_module(op, ins: list[Shape]) -> ModuleSpec:
+    kwargs: dict = {}
+    if op.eps != 1e-5:
+        kwargs["eps"] = op.eps
+    if op.momentum != 0.1:
+        kwargs["momentum"] = op.momentum  # PyTorch's convention: running = (1 - m) * running + m * batch
+    if not op.affine:
+        kwargs["affine"] = False
+    return ModuleSpec("BatchNorm2d" if len(ins[0]) == 3 else "BatchNorm1d", (ins[0][0],), kwargs)
+
+
+def _linear_module(op, ins: list[Shape]) -> ModuleSpec:
+    return ModuleSpec("Linear", (ins[0][0], op.units), {} if op.bias else {"bias": False})
+
+
+# -- functional layers --------------------------------------------------------------------
+def _run_relu(model, name, op, xs):
+    return model.relu_rule(xs[0])
+
+
+def _run_leaky_relu(model, name, op, xs):
+    return model.leaky_rule(xs[0], op.slope)
+
+
+def _run_global_avg_pool(model, name, op, xs):
+    return xs[0].mean(dim=(2, 3))
+
+
+def _run_flatten(model, name, op, xs):
+    return torch.flatten(xs[0], 1)
+
+
+def _run_softmax(model, name, op, xs):
+    return torch.softmax(xs[0], dim=1)
+
+
+def _run_add(model, name, op, xs):
+    out = xs[0]
+    for x in xs[1:]:  # left to right, as `a + b + c` in the generated code
+        out = out + x
+    return out
+
+
+def _run_concat(model, name, op, xs):
+    return torch.cat(xs, dim=1)
+
+
+TORCH_OPS: dict[str, TorchOp] = {
+    "conv": TorchOp(_conv_module, _run_module_activated, _code_module_activated),
+    "max_pool": TorchOp(_max_pool_module, _run_module, _code_module),
+    "avg_pool": TorchOp(_avg_pool_module, _run_module, _code_module),
+    "global_avg_pool": TorchOp(_no_module, _run_global_avg_pool, lambda n, op, a: f"{a[0]}.mean(dim=(2, 3))"),
+    "dropout": TorchOp(_dropout_module, _run_module, _code_module),
+    "relu": TorchOp(_no_module, _run_relu, lambda n, op, a: f"self.relu_rule({a[0]})"),
+    "leaky_relu": TorchOp(_no_module, _run_leaky_relu, lambda n, op, a: f"self.leaky_rule({a[0]}, {op.slope!r})"),
+    "batch_norm": TorchOp(_batch_norm_module, _run_module, _code_module),
+    "flatten": TorchOp(_no_module, _run_flatten, lambda n, op, a: f"torch.flatten({a[0]}, 1)"),
+    "linear": TorchOp(_linear_module, _run_module_activated, _code_module_activated),
+    "softmax": TorchOp(_no_module, _run_softmax, lambda n, op, a: f"torch.softmax({a[0]}, dim=1)"),
+    "add": TorchOp(_no_module, _run_add, lambda n, op, a: " + ".join(a)),
+    "concat": TorchOp(_no_module, _run_concat, lambda n, op, a: f"torch.cat([{', '.join(a)}], dim=1)"),
+}
