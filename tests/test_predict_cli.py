@@ -116,3 +116,14 @@ def test_bad_images_are_one_line(files, tmp_path, capsys):
     (tmp_path / "fake.png").write_text("not an image")
     one_line_error(capsys, ["predict", model, str(tmp_path / "fake.png")], "fake.png: not a readable image")
     one_line_error(capsys, ["predict", model, str(files / "a.png"), "--top-k", "0"], "--top-k 0")
+
+
+def test_cuda_is_chosen_when_onnxruntime_gpu_is_installed(monkeypatch):
+    import onnxruntime
+    from specc_onnx.runtime import default_providers
+
+    assert default_providers() == ["CPUExecutionProvider"]  # this machine: the CPU wheel
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    assert default_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]

@@ -77,7 +77,7 @@ def emit(
         values[node.name] = OP_TABLE[node.type](builder, layer, node.name, **params)
     result = values[final.name]
     out_name = output if output not in graph.by_name else graph.fresh_name(output)
-    if output == "probs" and not (final.type == "softmax"):
+    if output == "probs" and final.type != "softmax":
         result = builder.add("Softmax", [result], f"{final.name}/softmax", graph.fresh_name("softmax"), axis=1)
     assert result != INPUT_NAME, "the classes check guarantees at least one computing layer"
     _rename_value(builder.nodes, result, out_name)

@@ -67,10 +67,10 @@ def run(args) -> int:
     contents: dict[str, bytes] = {}
     if "torch" in targets:
         contents["torch"] = _torch_backend().codegen.generate(graph, output=args.output).encode("utf-8")
-    if "onnx" in targets or args.weights:
+    if "onnx" in targets or args.weights:  # --weights with --target torch: still check they fit
         weights, provenance = _weights(graph, args)
-    if "onnx" in targets:
-        contents["onnx"] = _onnx_bytes(graph, weights, provenance, args, batch)
+        if "onnx" in targets:
+            contents["onnx"] = _onnx_bytes(graph, weights, provenance, args, batch)
 
     from specc_onnx import write_atomic
 
