@@ -217,6 +217,8 @@ def graph_from_raw(raw: RawSpec) -> Graph:
     assign_names(entries)
     apply_patches(entries, raw.patches, sink)
     nodes = build_nodes(entries, defaults if isinstance(defaults, dict) else {}, where, sink)
+    if isinstance(raw.data.get(TRAIN_KEY), dict):
+        _check_train(raw, sink)
     if header is not None and header.labels is not None and len(header.labels) != header.classes:
         sink.error(
             where.value(("labels",)),
@@ -228,6 +230,20 @@ def graph_from_raw(raw: RawSpec) -> Graph:
         raise SpecError(sink.errors, partial=_partial(raw, header, nodes))
     assert header is not None  # any header problem was raised above
     return _graph(raw, header, nodes)
+
+
+def _check_train(raw: RawSpec, sink: DiagnosticSink) -> None:
+    """The `train:` recipe is validated with the spec, so `specc check` locates its errors too."""
+    from specc.train.config import check_train  # pydantic only: keeps `specc check` instant
+
+    where = raw.where()
+    sink.diagnostics.extend(
+        check_train(
+            raw.data[TRAIN_KEY],
+            lambda path: where.value((TRAIN_KEY, *path)),
+            lambda path: where.key((TRAIN_KEY, *path)),
+        )
+    )
 
 
 def _partial(raw: RawSpec, header: SpecHeader | None, nodes: list) -> Graph | None:

@@ -196,8 +196,13 @@ class TensorLoader:
         return order[shard], flips[shard], offsets[shard]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.batches()
+
+    def batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The current epoch's batches from batch `start` on: a run interrupted mid-epoch
+        resumes exactly, since the plan is a pure function of (seed, epoch)."""
         indices, flips, offsets = (t.to(self.device) for t in self.epoch_plan())
-        for i in range(len(self)):
+        for i in range(start, len(self)):
             batch = slice(i * self.batch_size, (i + 1) * self.batch_size)
             index = indices[batch]
             x = self.preprocess(self.images[index].float())  # (B, C, H, W) float32

@@ -1,0 +1,189 @@
+"""`specc train`: train a spec with the recipe of its `train:` section.
+
+Exit status: 0 done; 2 anything the user must fix — the spec, the flags, the data, and a
+diverged run (a NaN/inf loss is a recipe problem: lower the learning rate); 130 / 143 after
+Ctrl-C / SIGTERM (a checkpoint was written: continue with --resume).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from specc.api import check
+from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
+from specc.emit import spec_hash
+from specc.errors import UserError
+from specc.ir import Graph
+from specc.spec import load_graph_text
+from specc.train.config import flag_overrides, recipe_of
+
+EXAMPLES = """
+specc train specs/allcnn_c_fmnist.yaml
+specc train specs/allcnn_c.yaml --data cifar10 --data-dir ~/data/cifar-10-batches-py
+specc train specs/allcnn_c.yaml --data cifar10 --data-dir DIR --lr 0.05 --set train.warmup_epochs=2
+specc train specs/allcnn_c.yaml --data cifar10 --data-dir DIR --set train.preprocessing=gcn_zca \\
+    --set train.augment.flip=true --set train.augment.translate=2
+specc train --resume runs/allcnn_c
+specc train specs/allcnn_c.yaml --data cifar10 --data-dir DIR --nproc 2
+torchrun --nproc-per-node 4 -m specc train specs/allcnn_c.yaml --data cifar10 --data-dir DIR --device cuda
+"""
+
+DESCRIPTION = """\
+Train a spec. The recipe is the spec's `train:` section (validated with the spec), whose
+defaults are the All-CNN paper's: SGD, momentum 0.9, weight decay 0.001, lr 0.01, x0.1 at
+epochs 200/250/300, 350 epochs. Every flag overrides the spec (`--lr 0.05` is `--set
+train.lr=0.05`). RUN_DIR (default runs/<spec name>) receives config.yaml, last.pt (every
+epoch, and on Ctrl-C/SIGTERM), best.pt, metrics.jsonl, metrics.csv and curves.png.
+Exit status: 0 done, 2 a problem to fix (spec, flags, data, a diverged loss), 130/143
+interrupted (continue with --resume RUN_DIR)."""
+
+
+def register(sub) -> None:
+    p = add_command(sub, "train", "train a spec on a dataset (checkpoints, resume, DDP)", EXAMPLES, DESCRIPTION)
+    add_spec_options(p)
+    data = p.add_argument_group("data")
+    data.add_argument("--data", metavar="DATASET", help="cifar10, cifar100, fashion-mnist, mnist, folder, synthetic")
+    data.add_argument("--data-dir", metavar="DIR", help="where the dataset's files are")
+    data.add_argument("--val-split", type=float, metavar="F", help="hold out this fraction of the training set")
+    recipe = p.add_argument_group("recipe (each overrides the spec's train: section)")
+    recipe.add_argument("--epochs", type=int, metavar="N")
+    recipe.add_argument("--lr", type=float, metavar="X", help="learning rate")
+    recipe.add_argument("--batch-size", type=int, metavar="N", help="images per step over all processes")
+    recipe.add_argument("--seed", type=int, metavar="N")
+    run = p.add_argument_group("execution")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="bf16/fp16 train under autocast")
+    run.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    run.add_argument("--threads", type=int, metavar="N", help="CPU threads per process (default: all cores)")
+    run.add_argument("--nproc", type=int, metavar="N", help="train with N processes on this machine (torchrun)")
+    run.add_argument("--out", metavar="RUN_DIR", help="the run directory (default runs/<spec name>)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    p.set_defaults(func=run_command)
+
+
+def run_command(args) -> int:
+    if args.nproc is not None and "LOCAL_RANK" not in os.environ:
+        if args.spec == "-" or (args.spec is None and not args.resume):
+            raise UserError("--nproc needs a spec file (the processes cannot share stdin)")
+        from specc.train.distributed import launch
+
+        return launch(args.nproc, _forward(args))
+    try:
+        return _train(args)
+    except UserError:
+        if os.environ.get("RANK", "0") != "0":
+            return 2  # every rank hits the same error; rank 0 reports it
+        raise
+
+
+def _train(args) -> int:
+    flags = flag_overrides(vars(args))
+    if args.resume:
+        from specc.train.checkpoint import describe, read_for_resume
+
+        path, payload = read_for_resume(args.resume)
+        if args.out and Path(args.out).resolve() != path.parent.resolve():
+            raise UserError("--out with --resume: a resumed run continues in its own directory")
+        graph = check(load_graph_text(payload["spec"], f"{path} (spec)", args.overrides + flags)).graph
+        if args.spec:
+            _same_architecture(graph, check(spec_source(args.spec), args.overrides).graph, path, args.spec)
+        out, resume = path.parent, (path, payload)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"resuming {describe(path, payload)}{_changes(payload['config'], graph.train)}", file=sys.stderr)
+    else:
+        graph = check(spec_source(args.spec), args.overrides + flags, **check_kwargs(args)).graph
+        out, resume = Path(args.out or f"runs/{graph.name}"), None
+        if (out / "last.pt").exists():
+            raise UserError(
+                f"{out} already holds a run (last.pt): continue it with `specc train --resume {out}`,"
+                " or pass --out NEW_DIR"
+            )
+    cfg = recipe_of(graph.train)
+    graph = graph.replace(train=cfg.to_dict())  # checkpoints record every setting explicitly
+    from specc.train.inputs import check_fits
+
+    check_fits(graph, cfg)  # before importing torch: a wrong dataset fails at once
+    from specc.train.loop import Interrupted, RunOptions, train
+
+    options = RunOptions(
+        out=out,
+        resume=resume,
+        threads=args.threads,
+        command=("specc", "train", *_forward(args)),
+        progress=not args.no_progress,
+    )
+    try:
+        summary = train(graph, cfg, options)
+    except Interrupted as exc:
+        return exc.code
+    if os.environ.get("RANK", "0") == "0":
+        print(_final_line(summary))
+    return 0
+
+
+def _changes(saved: dict, train: dict | None) -> str:
+    """` with epochs 2 -> 3` when flags changed the saved recipe on resume."""
+    now = recipe_of(train).to_dict()
+    changed = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in now.items() if saved.get(k) != v]
+    return f" with {', '.join(changed)}" if changed else ""
+
+
+def _same_architecture(trained: Graph, given: Graph, path: Path, source: str) -> None:
+    if spec_hash(trained.replace(train=None)) != spec_hash(given.replace(train=None)):
+        raise UserError(
+            f"{path} was trained for spec '{trained.name}' but {source} is spec '{given.name}' with another"
+            " architecture — a run resumes with the spec it started with (omit SPEC to use it)"
+        )
+
+
+def _final_line(summary: dict) -> str:
+    last, best = summary["last"], summary["best"]
+    if not last:
+        return f"done: nothing to train ({summary['epochs']} epochs already done) — {summary['run_dir']}"
+    split = "val" if "val_acc" in last else "test"
+    text = f"done: {summary['epochs']} epochs in {_duration(last['elapsed'])}; {split} accuracy {100 * last[f'{split}_acc']:.2f}%"
+    if "val_acc" in last:
+        text += f", test accuracy {100 * last['test_acc']:.2f}%"
+    if best:
+        text += f"; best {best['split']} {100 * best['accuracy']:.2f}% at epoch {best['epoch']}"
+    if summary["processes"] > 1:
+        text += f"; {summary['processes']} processes ended with identical weights"
+    return text + f" — {summary['run_dir']}/best.pt"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _forward(args) -> list[str]:
+    """The arguments again, minus --nproc: what each torchrun worker is started with."""
+    out = [args.spec] if args.spec else []
+    options = (
+        ("--data", args.data),
+        ("--data-dir", args.data_dir),
+        ("--val-split", args.val_split),
+        ("--epochs", args.epochs),
+        ("--lr", args.lr),
+        ("--batch-size", args.batch_size),
+        ("--seed", args.seed),
+        ("--device", args.device),
+        ("--precision", args.precision),
+        ("--threads", args.threads),
+        ("--out", args.out),
+        ("--resume", args.resume),
+    )
+    for flag, value in options:
+        if value is not None:
+            out += [flag, str(value)]
+    for assignment in args.overrides:
+        out += ["--set", assignment]
+    if args.compile:
+        out.append("--compile")
+    if args.no_progress:
+        out.append("--no-progress")
+    return out
