@@ -34,7 +34,7 @@ def __getattr__(name: str):
     # `import specc` and `specc check` never pay for torch or onnx.
     lazy = {
         "build": ("specc_torch", "build"),
-        "explain": ("specc_torch.explain", "explain"),
+        "explain": ("specc_viz", "explain"),
         "transform": ("specc.transforms", "transform"),
     }
     if name in lazy:

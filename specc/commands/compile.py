@@ -7,6 +7,7 @@ from pathlib import Path
 
 from specc.api import check
 from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
+from specc.commands.explain_options import add_explain_arguments, explain_onnx_bytes, explain_path
 from specc.errors import UserError
 from specc.summary import human_bytes, render
 
@@ -43,6 +44,7 @@ specc transform specs/model_c.yaml --replace-pooling conv | specc compile - --ta
     p.add_argument("--output", choices=("logits", "probs"), default="logits", help="what the model returns")
     p.add_argument("--no-fold", dest="fold", action="store_false", help="keep batch_norm as its own ONNX node")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
+    add_explain_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -57,6 +59,8 @@ def run(args) -> int:
         raise UserError(f"-o {out_dir}: exists and is not a folder")
     targets = ("onnx", "torch") if args.target == "all" else (args.target,)
     paths = {t: out_dir / f"{graph.name}.{'onnx' if t == 'onnx' else 'py'}" for t in targets}
+    if explain_path(out_dir, graph, args) and "onnx" in paths:
+        paths["onnx"] = explain_path(out_dir, graph, args)
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not args.force:
         raise UserError(
@@ -129,6 +133,8 @@ def _preprocessing(path: str) -> dict | None:
 
 
 def _onnx_bytes(graph, weights: dict, provenance: dict, args, batch) -> bytes:
+    if args.explain:
+        return explain_onnx_bytes(graph, weights, provenance, args, batch)
     from specc_onnx import DEFAULT_OPSET, emit, to_bytes, verify
 
     model = emit(

@@ -1,0 +1,118 @@
+"""PNG grids of maps and images, each tile labelled; raw maps as .npy.
+
+Display follows the paper: every tile gets its own contrast. A map is scaled by its largest
+absolute value and centred on grey, so zero is grey and the sign stays visible (positive
+brighter); a map that is all zero stays flat grey. Maps with 3 channels show as RGB, others
+as grey (the mean over channels). Files are written atomically: a temporary file in the same
+folder renamed into place.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+BACKGROUND = (255, 255, 255)
+LABEL_COLOUR = (0, 0, 0)
+PAD = 4
+LABEL_HEIGHT = 12
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One picture of the grid: (H, W, 3) uint8 and the text under it."""
+
+    pixels: np.ndarray
+    label: str
+
+
+def map_to_rgb(m: np.ndarray) -> np.ndarray:
+    """A map (C, H, W) of any sign -> (H, W, 3) uint8 with per-tile contrast, zero at grey."""
+    m = np.asarray(m, dtype=np.float64)
+    if m.shape[0] != 3:
+        m = m.mean(axis=0, keepdims=True)
+    peak = np.abs(m).max()
+    scaled = 0.5 + 0.5 * (m / peak if peak > 0 else m)
+    rgb = np.clip(np.rint(scaled * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    return np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
+
+
+def image_to_rgb(pixels: np.ndarray) -> np.ndarray:
+    """Raw pixels (C, H, W) on 0..255 -> (H, W, 3) uint8 (grey images replicated)."""
+    rgb = np.clip(np.rint(np.asarray(pixels, dtype=np.float64)), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    if rgb.shape[2] == 3:
+        return rgb
+    return np.repeat(rgb.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+
+
+def _fit(pixels: np.ndarray, size: int) -> Image.Image:
+    """Scale up (nearest: pixels stay visible) or down to fit a size x size square."""
+    image = Image.fromarray(pixels)
+    h, w = pixels.shape[:2]
+    scale = size / max(h, w)
+    shape = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return image.resize(shape, Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BILINEAR)
+
+
+def render_grid(rows: list[list[Tile | None]], *, tile: int = 96, title: str | None = None) -> Image.Image:
+    """Tiles in rows (None leaves a gap), each scaled into a tile x tile cell with its label."""
+    font = ImageFont.load_default()
+    columns = max((len(r) for r in rows), default=1)
+    cell_w, cell_h = tile + PAD, tile + LABEL_HEIGHT + PAD
+    top = LABEL_HEIGHT + PAD if title else 0
+    canvas = Image.new("RGB", (PAD + columns * cell_w, top + PAD + len(rows) * cell_h), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((PAD, PAD // 2), title, fill=LABEL_COLOUR, font=font)
+    for i, row in enumerate(rows):
+        for j, item in enumerate(row):
+            if item is None:
+                continue
+            x, y = PAD + j * cell_w, top + PAD + i * cell_h
+            picture = _fit(item.pixels, tile)
+            canvas.paste(picture, (x + (tile - picture.width) // 2, y + (tile - picture.height) // 2))
+            draw.text((x, y + tile + 1), _clip_label(draw, item.label, tile, font), fill=LABEL_COLOUR, font=font)
+    return canvas
+
+
+def _clip_label(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
+    """The label, shortened with '…' until it fits under its tile."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def write_atomic(path: str | Path, data: bytes) -> int:
+    """Write through a temporary file in the same folder, renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(data)
+
+
+def save_png(image: Image.Image, path: str | Path) -> int:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return write_atomic(path, buffer.getvalue())
+
+
+def save_npy(array: np.ndarray, path: str | Path) -> int:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return write_atomic(path, buffer.getvalue())
