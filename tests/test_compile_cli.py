@@ -15,6 +15,8 @@ from specc_torch.weights import checkpoint_payload, save_checkpoint
 
 from specc.cli import main
 
+CPU = ["CPUExecutionProvider"]  # parity is defined on the CPU provider (CUDA may use TF32)
+
 ROOT = Path(__file__).resolve().parents[1]
 ALLCNN_C = str(ROOT / "specs" / "allcnn_c.yaml")
 RESNET = str(ROOT / "specs" / "resnet_tiny.yaml")
@@ -53,7 +55,7 @@ def test_compile_writes_both_files_with_sizes_and_the_same_weights(tmp_path, cap
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
         expected = module.eval()(x).numpy()
-    got = make_session(onnx_path).run(None, {"input": x.numpy()})[0]
+    got = make_session(onnx_path, CPU).run(None, {"input": x.numpy()})[0]
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     namespace: dict = {}
     exec(compile(py_path.read_text(), str(py_path), "exec"), namespace)
@@ -102,7 +104,7 @@ def test_options_batch_output_opset_no_fold(tmp_path, write_spec):
     assert model.graph.output[0].name == "probs"
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 3
     assert any(n.op_type == "BatchNormalization" for n in model.graph.node)
-    probs = make_session(tmp_path / "tiny.onnx").run(None, {"input": np.ones((3, 3, 8, 8), np.float32)})[0]
+    probs = make_session(tmp_path / "tiny.onnx", CPU).run(None, {"input": np.ones((3, 3, 8, 8), np.float32)})[0]
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)
 
 

@@ -19,12 +19,14 @@ from specc.emit import spec_hash
 from specc.errors import UserError
 from specc.ops import OPS
 
+CPU = ["CPUExecutionProvider"]  # parity is defined on the CPU provider (CUDA may use TF32)
+
 SPECS = sorted(Path(__file__).resolve().parent.parent.joinpath("specs").glob("*.yaml"))
 SMALL = [p for p in SPECS if p.stem not in ("allcnn_large", "allcnn_imagenet")]
 
 
 def run(model, x: np.ndarray) -> np.ndarray:
-    return make_session(model, threads=1).run(None, {"input": x})[0]
+    return make_session(model, CPU, threads=1).run(None, {"input": x})[0]
 
 
 def images(n: int, shape, seed: int = 0) -> np.ndarray:

@@ -4,6 +4,7 @@ on the same weights and inputs for every spec in specs/; the generated .py match
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,10 @@ from specc_torch.codegen import generate
 from specc_torch.weights import state_dict_numpy
 
 import specc
+from specc.errors import UserError
 from specc.ops import OPS, ShapeError
+
+CPU = ["CPUExecutionProvider"]  # parity is defined on the CPU provider (CUDA may use TF32)
 
 SPECS = sorted(Path(__file__).resolve().parent.parent.joinpath("specs").glob("*.yaml"))
 BIG = ("allcnn_large", "allcnn_imagenet")
@@ -32,7 +36,7 @@ def inputs(graph, n: int, seed: int = 0) -> torch.Tensor:
 
 
 def ort_run(model, x: torch.Tensor) -> np.ndarray:
-    return make_session(to_bytes(model) if isinstance(model, onnx.ModelProto) else model).run(
+    return make_session(to_bytes(model) if isinstance(model, onnx.ModelProto) else model, CPU).run(
         None, {"input": x.numpy()}
     )[0]
 
@@ -190,21 +194,30 @@ def random_specs(draw):
     return yaml.safe_dump(spec, sort_keys=False)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("SPECC_HYPOTHESIS_EXAMPLES", 25)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(random_specs(), st.booleans())
 def test_random_specs_agree_layer_by_layer(text, fold):
     module = build(text, seed=0)
     randomise_batch_norm(module, 1)
     graph = module.graph
     shapes = specc.check(graph).report.shapes
-    model = emit(graph, state_dict_numpy(module), fold_bn=fold)
+    weights = state_dict_numpy(module)
+    try:
+        model = emit(graph, weights, fold_bn=fold)
+    except UserError as exc:  # a pool whose ceil rounding only opset 22 expresses
+        assert "--opset 22" in str(exc)
+        model = emit(graph, weights, fold_bn=fold, opset=22)
     verify(model, graph)
     x = inputs(graph, 2)
     # Every layer's value as an extra output: onnxruntime's actual shapes, not inference's.
     values = layer_values(graph, model)
     extra = [v for v in values.values() if v != model.graph.output[0].name]
     model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(v) for v in extra)
-    session = make_session(to_bytes(model))
+    session = make_session(to_bytes(model), CPU)
     results = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": x.numpy()})))
     for layer, value in values.items():
         assert results[value].shape == (2, *shapes[layer]), layer
@@ -214,3 +227,75 @@ def test_random_specs_agree_layer_by_layer(text, fold):
     for name, tensor in captured.items():
         assert tuple(tensor.shape) == (2, *shapes[name]), name
     np.testing.assert_allclose(results[model.graph.output[0].name], out.numpy(), atol=TOLERANCE, rtol=0)
+
+
+def _pool_cases(size: int):
+    for k in (1, 2, 3):
+        for s in (1, 2, 3):
+            for p in range(k // 2 + 1):
+                for ceil in (False, True):
+                    params = {"kernel": k, "stride": s, "padding": p, "ceil_mode": ceil}
+                    for kind, extra in (("max_pool", {}), ("avg_pool", {"count_include_pad": False})):
+                        if _fits(kind, {**params, **extra}, (2, size, size)):
+                            yield kind, {**params, **extra}
+                    if _fits("avg_pool", {**params, "count_include_pad": True}, (2, size, size)):
+                        yield "avg_pool", {**params, "count_include_pad": True}
+
+
+def _pool_reference(x: torch.Tensor, kind: str, params: dict) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    k, s, p, ceil = params["kernel"], params["stride"], params["padding"], params["ceil_mode"]
+    if kind == "max_pool":
+        return F.max_pool2d(x, k, s, p, ceil_mode=ceil)
+    return F.avg_pool2d(x, k, s, p, ceil_mode=ceil, count_include_pad=params["count_include_pad"])
+
+
+@pytest.mark.parametrize("size", [3, 4, 5, 6, 7])
+def test_pool_geometry_grid_matches_pytorch(size):
+    """Every small pooling geometry, ceil rounding and padding counts included, against
+    torch.nn.functional directly (ONNX's pre-22 ceil rule is why this exists): one model per
+    input size, a branch per geometry, all flattened and concatenated."""
+    cases = list(_pool_cases(size))
+    layers, flats = [], []
+    for i, (kind, params) in enumerate(cases):
+        layers += [{"name": f"p{i}", "type": kind, "inputs": "input", **params}, {"name": f"f{i}", "type": "flatten"}]
+        flats.append(f"f{i}")
+    groups = [flats[i : i + 32] for i in range(0, len(flats), 32)]
+    layers += [{"name": f"cat{j}", "type": "concat", "inputs": g + [g[0]]} for j, g in enumerate(groups)]
+    layers.append({"name": "all", "type": "concat", "inputs": [f"cat{j}" for j in range(len(groups))] + ["cat0"]})
+    x = torch.randn(2, 2, size, size, generator=torch.Generator().manual_seed(size))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: waking a thread pool per call costs more than the work
+    try:
+        pieces = [_pool_reference(x, kind, params).flatten(1) for kind, params in cases]
+    finally:
+        torch.set_num_threads(threads)
+    grouped = [torch.cat([pieces[flats.index(f)] for f in g + [g[0]]], 1) for g in groups]
+    expected = torch.cat(grouped + grouped[:1], 1)
+    spec = {"name": "pools", "input": {"channels": 2, "size": size}, "classes": expected.shape[1], "layers": layers}
+    graph = specc.load(yaml.safe_dump(spec, sort_keys=False))
+    for opset in (17, 22):
+        model = emit(graph, {}, opset=opset)
+        verify(model, graph)
+        np.testing.assert_allclose(ort_run(model, x), expected.numpy(), atol=1e-6)
+
+
+def test_mixed_ceil_pooling_needs_opset_22():
+    """Height drops its last ceil window (6 -> 2), width gains one (7 -> 3): exact only at 22."""
+    text = """
+name: mixed
+input: {channels: 1, size: [6, 7]}
+classes: 6
+layers:
+  - {type: max_pool, kernel: 2, stride: 3, ceil_mode: true}
+  - {type: flatten}
+"""
+    graph = specc.load(text)
+    with pytest.raises(UserError, match="--opset 22"):
+        emit(graph, {}, opset=17)
+    model = emit(graph, {}, opset=22)
+    verify(model, graph)
+    x = torch.randn(1, 1, 6, 7)
+    expected = torch.nn.functional.max_pool2d(x, 2, 3, ceil_mode=True).flatten(1)
+    np.testing.assert_allclose(ort_run(model, x), expected.numpy())

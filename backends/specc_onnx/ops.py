@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from specc.errors import UserError
 from specc_onnx.builder import Builder, Layer
 
 
@@ -57,20 +58,40 @@ def conv(
     return b.activation(layer, value, out, activation, slope)
 
 
-def _pool_attrs(layer: Layer, ceil_mode: bool) -> dict:
+def _pool_attrs(b: Builder, layer: Layer, ceil_mode: bool) -> dict:
+    """ONNX pool attributes that give specc's (and PyTorch's) output size.
+
+    With ceil_mode PyTorch drops a last window that would start in the right padding;
+    before opset 22 ONNX's shape inference does not, and predicts one more row or column
+    than onnxruntime computes. Whenever that rule drops a window, the remaining windows are
+    exactly floor mode's (the dropped one is the only window ceil adds), so such a pool is
+    emitted in floor mode, which every opset reads alike."""
     op = layer.node.op
     (kh, kw), (sh, sw), (ph, pw) = op.kernel_hw(), op.stride_hw(), op.pads()
-    return {"kernel_shape": [kh, kw], "strides": [sh, sw], "pads": [ph, pw, ph, pw], "ceil_mode": int(ceil_mode)}
+    _, h, w = layer.in_shapes[0]
+    attrs = {"kernel_shape": [kh, kw], "strides": [sh, sw], "pads": [ph, pw, ph, pw], "ceil_mode": int(ceil_mode)}
+    axes = ((h, kh, sh, ph), (w, kw, sw, pw))
+    want = list(layer.out_shape[1:])
+    if not ceil_mode or b.opset >= 22 or [-(-(n + 2 * p - k) // s) + 1 for n, k, s, p in axes] == want:
+        return attrs
+    if [(n + 2 * p - k) // s + 1 for n, k, s, p in axes] != want:
+        # One axis drops its last ceil window, the other keeps one: neither mode fits both.
+        raise UserError(
+            f"layer {layer.name}: this ceil_mode pooling has no exact form before ONNX opset 22"
+            " — compile with --opset 22"
+        )
+    attrs["ceil_mode"] = 0
+    return attrs
 
 
 def max_pool(b: Builder, layer: Layer, out: str, *, kernel, stride, padding, ceil_mode: bool) -> str:
-    return b.add("MaxPool", [layer.inputs[0]], out, layer.name, **_pool_attrs(layer, ceil_mode))
+    return b.add("MaxPool", [layer.inputs[0]], out, layer.name, **_pool_attrs(b, layer, ceil_mode))
 
 
 def avg_pool(
     b: Builder, layer: Layer, out: str, *, kernel, stride, padding, ceil_mode: bool, count_include_pad: bool
 ) -> str:
-    attrs = _pool_attrs(layer, ceil_mode)
+    attrs = _pool_attrs(b, layer, ceil_mode)
     return b.add("AveragePool", [layer.inputs[0]], out, layer.name, count_include_pad=int(count_include_pad), **attrs)
 
 
