@@ -188,7 +188,9 @@ def test_metadata_round_trip(allcnn_c, tmp_path):
     assert meta.extra["weights"] == "seed 0"
     np.testing.assert_array_equal(meta.preprocessing["zca"]["matrix"], zca)
     np.testing.assert_array_equal(meta.preprocessing["zca"]["mean"], [0.5] * 48)
-    assert read_metadata(emit(graph, weights)).preprocessing is None
+    assert "then the kind's formula" in meta.pixels
+    plain = read_metadata(emit(graph, weights))
+    assert plain.preprocessing is None and plain.pixels.endswith("x = p / 255, nothing else")
     keys = [p.key for p in emit(graph, weights).metadata_props]
     assert keys == sorted(keys) and all(k.startswith("specc.") for k in keys)
 

@@ -6,7 +6,7 @@
     specc.classes        number of classes;  specc.labels: JSON list of names, or null
     specc.output         "logits" or "probs"
     specc.input          JSON: layout NCHW, dtype float32, shape [C, H, W] and how pixels
-                         become the input (INPUT_CONTRACT)
+                         become the input (INPUT_CONTRACT, or NO_PREPROCESSING)
     specc.preprocessing  JSON preprocessing dict (`Preprocessing.to_dict()` of specc.train),
                          or null: then the input is the pixels scaled to [0, 1], nothing else
     specc.folded         JSON list of [layer, batch_norm] pairs folded together
@@ -34,9 +34,10 @@ PREFIX = "specc."
 ARRAY_KEY = "float32_base64"
 _INLINE_MAX = 16  # numeric lists up to this many values stay readable JSON
 INPUT_CONTRACT = (
-    "NCHW float32; RGB (3 channels) or grey (1) pixel values p in 0..255, x = p * pixel_scale"
-    " (1/255 unless the preprocessing says otherwise), then the preprocessing"
+    "NCHW float32 from RGB (3 channels) or grey (1) pixel values p in 0..255:"
+    " x = p * pixel_scale, then the kind's formula (specc.train.data.preprocess)"
 )
+NO_PREPROCESSING = "NCHW float32 from RGB (3 channels) or grey (1) pixel values p in 0..255: x = p / 255, nothing else"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class SpeccMetadata:
     output: str
     input_shape: tuple[int, int, int]
     preprocessing: dict | None
+    pixels: str  # how pixel values become the input, in words
     extra: dict[str, str] = field(default_factory=dict)
 
     def label(self, index: int) -> str:
@@ -68,7 +70,6 @@ def build_metadata(graph: Graph, *, output: str, folded=(), extra: dict | None =
         "classes": str(graph.classes),
         "labels": _json(list(graph.labels) if graph.labels else None),
         "output": output,
-        "input": _json({"layout": "NCHW", "dtype": "float32", "shape": [c, h, w], "contract": INPUT_CONTRACT}),
         "preprocessing": "null",
         "folded": _json([list(pair) for pair in folded]),
     }
@@ -77,6 +78,9 @@ def build_metadata(graph: Graph, *, output: str, folded=(), extra: dict | None =
         if key == "preprocessing":
             value = _json(encode_arrays(value)) if value is not None else "null"
         props[key] = value if isinstance(value, str) else _json(value)
+    # Say how pixels become the input, also (especially) when no preprocessing is recorded.
+    contract = NO_PREPROCESSING if props["preprocessing"] == "null" else INPUT_CONTRACT
+    props["input"] = _json({"layout": "NCHW", "dtype": "float32", "shape": [c, h, w], "pixels": contract})
     return {PREFIX + k: props[k] for k in sorted(props)}
 
 
@@ -88,7 +92,8 @@ def parse_metadata(props: dict[str, str], source: str) -> SpeccMetadata:
         raise UserError(f"{source}: specc metadata format {props[PREFIX + 'format']!r}, this specc reads {FORMAT!r}")
     try:
         get = {k.removeprefix(PREFIX): v for k, v in props.items() if k.startswith(PREFIX)}
-        shape = json.loads(get["input"])["shape"]
+        input_info = json.loads(get["input"])
+        shape = input_info["shape"]
         preprocessing = json.loads(get.get("preprocessing", "null"))
         known = {"format", "name", "spec_hash", "spec", "classes", "labels", "output", "input", "preprocessing"}
         return SpeccMetadata(
@@ -100,6 +105,7 @@ def parse_metadata(props: dict[str, str], source: str) -> SpeccMetadata:
             output=get["output"],
             input_shape=(int(shape[0]), int(shape[1]), int(shape[2])),
             preprocessing=decode_arrays(preprocessing) if preprocessing is not None else None,
+            pixels=str(input_info.get("pixels", "")),
             extra={k: v for k, v in sorted(get.items()) if k not in known},
         )
     except (KeyError, ValueError, TypeError, IndexError) as exc:
