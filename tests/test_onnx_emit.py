@@ -224,3 +224,15 @@ def test_bad_model_files_give_one_line(tmp_path):
 def test_backend_does_not_import_torch():
     source = "\n".join(p.read_text() for p in Path(specc_onnx.__file__).parent.glob("*.py"))
     assert "import torch" not in source
+
+
+def test_layers_that_feed_nothing_are_not_emitted():
+    graph = specc.load(
+        FLAT_BN.replace(
+            "  - {type: dropout, rate: 0.5}",
+            "  - {name: dead, type: relu, inputs: fc1}\n  - {type: dropout, rate: 0.5, inputs: fc3}",
+        )
+    )
+    model = emit(graph, random_weights(graph))
+    verify(model, graph)
+    assert "dead" not in {n.name for n in model.graph.node}

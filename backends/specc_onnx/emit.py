@@ -6,7 +6,8 @@
 Naming: the graph input is `input` (N, C, H, W) float32; every layer's output value, ONNX
 node and initializer is named after the spec layer (`conv3`, `conv3/relu`,
 `conv3.weight`); the graph output is `logits` or `probs` (N, classes). Train-only layers
-(dropout) emit nothing; batch_norm is folded into the conv/linear before it when possible.
+(dropout) and layers that feed nothing emit nothing; batch_norm is folded into the
+conv/linear before it when possible.
 
 Deterministic: nodes follow the IR's topological order (spec order where it can), attributes
 and metadata are sorted, nothing records a time or a path, so the same graph and weights
@@ -19,6 +20,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
@@ -65,7 +67,11 @@ def emit(
     builder = Builder(weights, opset)
     values = {INPUT: INPUT_NAME}
     final = graph.output
+    # Layers that feed nothing are not emitted (PyTorch's forward does not run them either).
+    live = nx.ancestors(graph.nx, final.name) | {final.name}
     for node in graph.topo_order():
+        if node.name not in live:
+            continue
         if node is final and node.type == "softmax" and output == "logits":
             values[node.name] = values[node.inputs[0]]  # the caller wants the scores before it
             continue
