@@ -69,46 +69,46 @@ def leaky_backward(method: str, g: torch.Tensor, y: torch.Tensor, slope: float) 
 # New-style functions (forward without ctx + setup_context) so that `generate_vmap_rule`
 # lets `torch.autograd.grad(..., is_grads_batched=True)` push stacked seeds through them.
 def _relu_function(method: str) -> type[torch.autograd.Function]:
-    class Rule(torch.autograd.Function):
-        generate_vmap_rule = True
+    def forward(x):
+        return F.relu(x)
 
-        @staticmethod
-        def forward(x):
-            return F.relu(x)
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)  # y > 0 iff x > 0: the output is all the rule needs
 
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(output)  # y > 0 iff x > 0: the output is all the rule needs
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return relu_backward(method, g, y)
 
-        @staticmethod
-        def backward(ctx, g):
-            (y,) = ctx.saved_tensors
-            return relu_backward(method, g, y)
-
-    Rule.__name__ = Rule.__qualname__ = f"{method.capitalize()}ReLU"
-    return Rule
+    return _function(f"{method.capitalize()}ReLU", forward, setup_context, backward)
 
 
 def _leaky_function(method: str) -> type[torch.autograd.Function]:
-    class Rule(torch.autograd.Function):
-        generate_vmap_rule = True
+    def forward(x, slope):
+        return F.leaky_relu(x, slope)
 
-        @staticmethod
-        def forward(x, slope):
-            return F.leaky_relu(x, slope)
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)  # slope >= 0 (the spec guarantees it): y > 0 iff x > 0
+        ctx.slope = inputs[1]
 
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.save_for_backward(output)  # slope >= 0 (the spec guarantees it): y > 0 iff x > 0
-            ctx.slope = inputs[1]
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return leaky_backward(method, g, y, ctx.slope), None
 
-        @staticmethod
-        def backward(ctx, g):
-            (y,) = ctx.saved_tensors
-            return leaky_backward(method, g, y, ctx.slope), None
+    return _function(f"{method.capitalize()}LeakyReLU", forward, setup_context, backward)
 
-    Rule.__name__ = Rule.__qualname__ = f"{method.capitalize()}LeakyReLU"
-    return Rule
+
+def _function(name: str, forward, setup_context, backward) -> type[torch.autograd.Function]:
+    # Made with type() so that autograd names the backward node after the rule
+    # (`GuidedReLUBackward` in a grad_fn chain).
+    namespace = {
+        "generate_vmap_rule": True,
+        "forward": staticmethod(forward),
+        "setup_context": staticmethod(setup_context),
+        "backward": staticmethod(backward),
+        "__module__": __name__,
+        "__qualname__": name,
+    }
+    return type(name, (torch.autograd.Function,), namespace)
 
 
 RELU_FUNCTIONS: dict[str, type[torch.autograd.Function]] = {m: _relu_function(m) for m in METHODS}
