@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from specc.commands.common import add_command
 from specc.errors import UserError
+
+if TYPE_CHECKING:  # numpy loads only when predict runs: `specc check` stays light
+    import numpy as np
 
 
 def register(sub) -> None:
@@ -46,6 +48,8 @@ def run(args) -> int:
         from specc_onnx.runtime import make_session, read_metadata
     except ImportError as exc:
         raise UserError(f"predict needs onnx and onnxruntime ({exc}) — pip install 'specc[onnx]'") from None
+    import numpy as np
+
     meta = read_metadata(args.model)  # one clear line for a corrupt or non-specc file
     pixels = np.stack([load_image(path, meta.input_shape) for path in args.images])  # (N, C, H, W), 0..255
     batch = preprocess(pixels, meta.preprocessing)
@@ -71,6 +75,7 @@ def run(args) -> int:
 
 def load_image(path: str, shape: tuple[int, int, int]) -> np.ndarray:
     """(C, H, W) float32 pixels 0..255 of one image file, resized (bilinear) to the model's size."""
+    import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     c, h, w = shape
@@ -91,6 +96,8 @@ def load_image(path: str, shape: tuple[int, int, int]) -> np.ndarray:
 
 def preprocess(pixels: np.ndarray, preprocessing: dict | None) -> np.ndarray:
     """Pixels (N, C, H, W) on 0..255 -> the model's input, per the model's metadata."""
+    import numpy as np
+
     if preprocessing is None:
         return (pixels / 255.0).astype(np.float32)
     from specc.train.data.preprocess import Preprocessing
@@ -99,6 +106,8 @@ def preprocess(pixels: np.ndarray, preprocessing: dict | None) -> np.ndarray:
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     shifted = scores - scores.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
@@ -106,6 +115,8 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 def _run(session, name: str, batch: np.ndarray, fixed: int | None) -> np.ndarray:
     """Run in chunks of the model's fixed batch size (padding the last), or all at once."""
+    import numpy as np
+
     if fixed is None:
         return session.run(None, {name: batch})[0]
     out = []
