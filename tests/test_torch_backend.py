@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from specc_torch import TORCH_OPS, build
 
 import specc
@@ -139,7 +140,7 @@ def test_every_relu_site_goes_through_the_rules():
 
     def leaky(x, slope):
         calls["leaky"].append(slope)
-        return torch.nn.functional.leaky_relu(x, slope)
+        return F.leaky_relu(x, slope)
 
     with model.activation_rules(relu=relu, leaky_relu=leaky):
         model(torch.randn(2, 3, 8, 8))
@@ -157,6 +158,24 @@ def test_swapping_a_rule_changes_the_output_and_restoring_restores_it_exactly():
     assert not torch.equal(model(x), before)
     model.reset_activation_rules()
     assert torch.equal(model(x), before)
+
+
+def test_the_in_place_default_gives_the_same_values_and_gradients_as_an_out_of_place_rule():
+    model = build(MIXED, output="probs")
+    x = torch.randn(4, 3, 8, 8)
+
+    def run() -> list[torch.Tensor]:
+        model.zero_grad()
+        torch.manual_seed(0)
+        out, acts = model(x, capture={"c1", "c2", "fc1"})
+        (out[:, 1].sum() + acts["c1"].mean()).backward()
+        return [out, *acts.values()] + [p.grad for p in model.parameters()]
+
+    default = run()
+    out_of_place = {"relu": lambda t: F.relu(t), "leaky_relu": lambda t, slope: F.leaky_relu(t, slope)}
+    with model.activation_rules(**out_of_place):
+        other = run()
+    assert all(torch.equal(a, b) for a, b in zip(default, other))
 
 
 class _PositiveGradReLU(torch.autograd.Function):
@@ -248,7 +267,7 @@ def test_channels_last_gives_the_same_outputs_and_trains():
     assert model.conv2.weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(model(x.to(memory_format=torch.channels_last)), expected, atol=1e-5)
     model.train()
-    loss = torch.nn.functional.cross_entropy(model(x.to(memory_format=torch.channels_last)), torch.tensor([1, 2]))
+    loss = F.cross_entropy(model(x.to(memory_format=torch.channels_last)), torch.tensor([1, 2]))
     loss.backward()
     assert model.conv1.weight.grad is not None
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import networkx as nx
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from specc.api import load
@@ -25,19 +24,9 @@ from specc.ir import INPUT, Graph
 from specc.ops import LayerOp
 from specc.shapes import ShapeReport, infer
 from specc_torch import init
-from specc_torch.table import TORCH_OPS
+from specc_torch.table import TORCH_OPS, default_leaky_rule, default_relu_rule
 
 OUTPUTS = ("logits", "probs")
-
-
-def default_relu_rule(x: torch.Tensor) -> torch.Tensor:
-    """The ReLU every ReLU site calls unless the rule is swapped."""
-    return F.relu(x)
-
-
-def default_leaky_rule(x: torch.Tensor, slope: float) -> torch.Tensor:
-    """The leaky ReLU every leaky_relu site calls unless the rule is swapped."""
-    return F.leaky_relu(x, slope)
 
 
 @dataclass(frozen=True)
@@ -185,7 +174,7 @@ class SpeccModule(nn.Module):
         graph, so a backward pass can start from it."""
         if capture is None and stop_at is None:
             return self._run(x, frozenset(), None)[0]
-        wanted = frozenset(capture or ())
+        wanted = frozenset([capture] if isinstance(capture, str) else capture or ())
         self._check_names(wanted | ({stop_at} if stop_at else set()), stop_at)
         return self._run(x, wanted, stop_at)
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from specc.ops import LayerOp, Shape
@@ -61,11 +62,28 @@ def _no_module(op: LayerOp, ins: list[Shape]) -> None:
 
 
 # -- activations: the one seam every ReLU goes through ------------------------------------
+def default_relu_rule(x: torch.Tensor) -> torch.Tensor:
+    """The ReLU every ReLU site calls unless the rule is swapped."""
+    return F.relu(x)
+
+
+def default_leaky_rule(x: torch.Tensor, slope: float) -> torch.Tensor:
+    """The leaky ReLU every leaky_relu site calls unless the rule is swapped."""
+    return F.leaky_relu(x, slope)
+
+
 def _activate(model: nn.Module, op: LayerOp, y: torch.Tensor) -> torch.Tensor:
+    # With the default rules a fused activation runs in place, as `nn.ReLU(inplace=True)` does in
+    # hand-written networks: `y` is the conv/linear output that nothing else holds yet, and the
+    # backward of (leaky) ReLU needs only its result, so values and gradients are the same as
+    # the out-of-place rule's with one large tensor less to allocate. A swapped rule is always
+    # called as it is.
     if op.activation == "relu":
-        return model.relu_rule(y)
+        rule = model.relu_rule
+        return torch.relu_(y) if rule is default_relu_rule else rule(y)
     if op.activation == "leaky_relu":
-        return model.leaky_rule(y, op.slope)
+        rule = model.leaky_rule
+        return F.leaky_relu_(y, op.slope) if rule is default_leaky_rule else rule(y, op.slope)
     return y
 
 
