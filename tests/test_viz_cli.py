@@ -7,16 +7,16 @@ import json
 
 import numpy as np
 import pytest
-import specc_torch
 import torch
 from PIL import Image
+
+import specc
+import specc_torch
+from specc.cli import main
 from specc_torch.weights import checkpoint_payload, save_checkpoint
 from specc_viz import explain
 from specc_viz.receptive import Box, crop, receptive_box
 from specc_viz.render import LABEL_HEIGHT, PAD
-
-import specc
-from specc.cli import main
 
 NET = """
 name: net

@@ -6,14 +6,14 @@ from __future__ import annotations
 import copy
 
 import pytest
-import specc_torch
 import torch
+
+import specc
+import specc_torch
 from specc_torch.codegen import generate
 from specc_torch.table import default_leaky_rule, default_relu_rule
 from specc_viz import METHODS, backward_rules, explain
 from specc_viz.units import Channel, Position
-
-import specc
 
 TINY = """
 name: tiny

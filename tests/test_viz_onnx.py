@@ -7,15 +7,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import specc_torch
 import torch
 from specc_explain_onnx import MASK_INPUT, check_explain_model, emit_explain
+from test_viz_explain import EVERY_OP, randomise_bn
+
+import specc_torch
+from specc.cli import main
 from specc_onnx.runtime import read_metadata
 from specc_torch.weights import checkpoint_payload, save_checkpoint, state_dict_numpy
 from specc_viz import METHODS, explain
-from test_viz_explain import EVERY_OP, randomise_bn
-
-from specc.cli import main
 
 POOLED = """
 name: pooled

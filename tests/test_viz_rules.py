@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import specc_torch
 import torch
 import torch.nn.functional as F
+
+import specc_torch
 from specc_viz import LEAKY_FUNCTIONS, METHODS, RELU_FUNCTIONS, backward_rules, explain
 from specc_viz.units import Position
 

@@ -22,16 +22,16 @@ import networkx as nx
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-from specc_onnx import DEFAULT_OPSET, emit, fold_batch_norm
-from specc_onnx.builder import require_weight
-from specc_onnx.metadata import build_metadata
-from specc_onnx.verify import onnx_shapes
 
 import specc
 from specc.errors import UserError, did_you_mean
 from specc.ir import INPUT, Graph
 from specc.shapes import infer
 from specc_explain_onnx.backward import BACKWARD, METHODS
+from specc_onnx import DEFAULT_OPSET, emit, fold_batch_norm
+from specc_onnx.builder import require_weight
+from specc_onnx.metadata import build_metadata
+from specc_onnx.verify import onnx_shapes
 
 MIN_OPSET = 16  # ScatterElements with reduction="add" (the max-pool switches)
 MASK_INPUT = "unit_mask"

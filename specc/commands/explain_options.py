@@ -44,6 +44,7 @@ def explain_onnx_bytes(graph, weights: dict, provenance: dict, args, batch) -> b
     """The checked, serialised explain model for `specc compile --explain`."""
     try:
         from specc_explain_onnx import check_explain_model, emit_explain
+
         from specc_onnx import DEFAULT_OPSET, to_bytes
     except ImportError as exc:
         raise UserError(f"--explain needs onnx ({exc}) — pip install 'specc[onnx]'") from None

@@ -9,8 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from specc.api import check
 from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
 from specc.errors import UserError, did_you_mean
@@ -81,8 +79,9 @@ def run(args) -> int:
     if out.suffix.lower() != ".png":
         raise UserError(f"-o {out}: expected a .png file name")
     try:
-        import specc_torch
         import torch
+
+        import specc_torch
         from specc_torch.weights import load_weights, read_checkpoint
         from specc_viz import figures, render
     except ImportError as exc:
@@ -109,7 +108,7 @@ def run(args) -> int:
     if args.save_arrays:
         for method, array in figure.arrays.items():
             path = out.with_suffix(f".{method}.npy")
-            written.append((path, render.save_npy(array.astype(np.float32), path)))
+            written.append((path, render.save_npy(array.astype("float32"), path)))
         manifest = {"spec": graph.name, "layer": layer, "methods": methods, **figure.manifest}
         manifest["arrays"] = {m: out.with_suffix(f".{m}.npy").name for m in figure.arrays}
         path = out.with_suffix(".json")
@@ -174,6 +173,8 @@ def _figure(args, model, graph, layer, methods, prepare, figures):
             units = [Channel(c) for c in range(count)]  # no image to rank by: the first channels
         return figures.blank_figure(model, layer, methods, units)
     if args.image:
+        import numpy as np
+
         from specc.commands.predict import load_image
 
         pixels = np.stack([load_image(path, graph.input_shape) for path in args.image])  # (N, C, H, W)
@@ -201,7 +202,8 @@ def _figure(args, model, graph, layer, methods, prepare, figures):
     )
 
 
-def _dataset(args, graph) -> np.ndarray:
+def _dataset(args, graph):
+    """The dataset's raw images (N, C, H, W) uint8, the first --limit of them."""
     from specc.train.data import load_dataset
 
     c, h, w = graph.input_shape
@@ -217,6 +219,8 @@ def _dataset(args, graph) -> np.ndarray:
 
 def _preparer(preprocessing: dict | None, torch):
     """Raw pixels (N, C, H, W) on 0..255 -> the model's input tensor, as the run prepared them."""
+    import numpy as np
+
     if preprocessing is None:
         return lambda pixels: torch.from_numpy((np.asarray(pixels, dtype=np.float32) / 255.0).astype(np.float32))
     from specc.train.data.preprocess import Preprocessing
