@@ -44,12 +44,14 @@ METHODS = ("backprop", "deconvnet", "guided")
 # -- the rules as plain functions of (g, y): shared by the autograd functions and the replay --
 def relu_backward(method: str, g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The signal sent below a ReLU whose output was `y`, for signal `g` from above."""
+    # torch.where with a scalar 0 instead of `g * mask`: no bool-to-float copy of the mask,
+    # which matters for large batches (one pass over memory fewer per rule).
     if method == "backprop":
-        return g * (y > 0)
+        return torch.where(y > 0, g, 0.0)
     if method == "deconvnet":
         return F.relu(g)
     if method == "guided":
-        return g * ((y > 0) & (g > 0))
+        return torch.where(y > 0, F.relu(g), 0.0)
     raise ValueError(f"method {method!r}: expected one of {', '.join(METHODS)}")
 
 
@@ -61,7 +63,7 @@ def leaky_backward(method: str, g: torch.Tensor, y: torch.Tensor, slope: float) 
     if method == "backprop":
         return derivative
     if method == "guided":
-        return derivative * (g > 0)
+        return torch.where(g > 0, derivative, 0.0)
     raise ValueError(f"method {method!r}: expected one of {', '.join(METHODS)}")
 
 
