@@ -97,9 +97,11 @@ def explain(
     ("guided", "deconvnet" or "backprop").
 
     `layer` None means the logits, where a unit is a class. `units`: a list of `Channel`,
-    `Position`, ints (channels or classes), (c, y, x) tuples or "C" / "C,Y,X" strings; a single
-    unit instead of a list gives (B, C, H, W). `seed`: "activation" (the paper: the unit keeps its activation, all other
-    activations of the layer are zero) or "one"."""
+    `Position`, ints (channels or classes), (c, y, x) tuples or "C" / "C,Y,X" strings; a
+    single unit instead of a list gives (B, C, H, W). `seed`: "activation" (the paper: the
+    unit keeps its activation, all other activations of the layer are zero) or "one".
+    `engine`: see the module docstring; `max_rows` seeds per backward pass and `batch_size`
+    images per forward pass bound the memory."""
     check_method(method)
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
@@ -146,17 +148,35 @@ def explain_rows(
     """Maps (len(rows), C, H, W), one per (image index into `inputs`, unit) pair, from one
     forward pass over `inputs` and replayed backward passes of up to `max_rows` seeds. Any
     mix works: the top-k search pairs each unit with its own images."""
-    check_method(method)
+    return explain_rows_by_method(model, inputs, layer, rows, [method], seed=seed, max_rows=max_rows)[method]
+
+
+def explain_rows_by_method(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layer: str,
+    rows: Sequence[tuple[int, Unit]],
+    methods: Sequence[str],
+    *,
+    seed: str = "activation",
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> dict[str, torch.Tensor]:
+    """`explain_rows` for several methods from the same single forward pass."""
+    for method in methods:
+        check_method(method)
+    if not rows:
+        raise ValueError("rows: no (image, unit) pair to explain")
     with inference_state(model):
         values = forward_values(model, inputs, layer)
         activation = values[layer]
-        out = []
+        out: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
         for start in range(0, len(rows), max_rows):
             chunk = rows[start : start + max_rows]
             index = torch.tensor([b for b, _ in chunk], dtype=torch.long)
             seeds = make_seeds(activation, [u for _, u in chunk], index, seed)
-            out.append(replay(model, values, layer, seeds, index, method))
-    return torch.cat(out)
+            for method in methods:
+                out[method].append(replay(model, values, layer, seeds, index, method))
+    return {m: torch.cat(maps) for m, maps in out.items()}
 
 
 def _autograd(model, batch, layer, units: list[Unit], method, seed, max_rows) -> torch.Tensor:
@@ -181,4 +201,4 @@ def _autograd(model, batch, layer, units: list[Unit], method, seed, max_rows) ->
     return torch.cat(chunks, dim=1).detach()
 
 
-__all__ = ["Channel", "ENGINES", "Position", "explain", "explain_rows", "inference_state"]
+__all__ = ["Channel", "ENGINES", "Position", "explain", "explain_rows", "explain_rows_by_method", "inference_state"]

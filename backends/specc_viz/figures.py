@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from specc_viz.explain import explain_rows
+from specc_viz.explain import explain_rows_by_method
 from specc_viz.receptive import crop, receptive_box
 from specc_viz.render import Tile, image_to_rgb, map_to_rgb
 from specc_viz.search import reconstruct_top, top_activations
@@ -64,7 +64,7 @@ def image_figure(
         per_image = [[Channel(int(c)) for c in row] for row in top_channels(activation, top_units, by=top_by)]
     rows_index = [(b, u) for b, unit_list in enumerate(per_image) for u in unit_list]
     label = _layer_label(model, layer)
-    maps = {m: explain_rows(model, inputs, layer, rows_index, m).numpy() for m in methods}
+    maps = {m: t.numpy() for m, t in explain_rows_by_method(model, inputs, layer, rows_index, methods).items()}
     rows: list[list[Tile | None]] = []
     for r, (b, unit) in enumerate(rows_index):
         tiles: list[Tile | None] = [Tile(image_to_rgb(pixels[b]), names[b])]
@@ -135,7 +135,8 @@ def blank_figure(model, layer: str, methods: list[str], units: list[Unit]) -> Fi
         starts.append(unit)
     zeros = torch.zeros((1, *model.graph.input_shape))
     rows_index = [(0, u) for u in starts]
-    maps = {m: explain_rows(model, zeros, layer, rows_index, m, seed="one").numpy() for m in methods}
+    found = explain_rows_by_method(model, zeros, layer, rows_index, methods, seed="one")
+    maps = {m: t.numpy() for m, t in found.items()}
     label = _layer_label(model, layer)
     tiles = []
     for r, u in enumerate(starts):

@@ -17,7 +17,7 @@ per row, so any mix of images and units shares one replay.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 import torch
@@ -67,10 +67,18 @@ class Replay:
     values: dict[str, torch.Tensor]
     rows: torch.Tensor  # (R,) long: forward-batch image of each seed
     method: str
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def value(self, name: str) -> torch.Tensor:
         """A forward value gathered per row: (R, ...); a view, not a copy, for one image."""
         return self.gather(self.values[name])
+
+    def alive(self, name: str) -> torch.Tensor:
+        """Where layer `name`'s rectifier fired (its output > 0), per row. Computed once per
+        image, then gathered as bools: one image's mask serves all its seeds as a view."""
+        if name not in self.masks:
+            self.masks[name] = self.values[name] > 0
+        return self.gather(self.masks[name])
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
         if len(tensor) == 1:
@@ -87,9 +95,9 @@ class Replay:
 
     def rectify(self, step, g: torch.Tensor, activation: str, slope: float) -> torch.Tensor:
         if activation == "relu":
-            return relu_backward(self.method, g, self.value(step.name))
+            return relu_backward(self.method, g, self.alive(step.name))
         if activation == "leaky_relu":
-            return leaky_backward(self.method, g, self.value(step.name), slope)
+            return leaky_backward(self.method, g, self.alive(step.name), slope)
         return g
 
 
@@ -131,11 +139,11 @@ def _linear(r: Replay, step, g):
 
 
 def _relu(r: Replay, step, g):
-    return [relu_backward(r.method, g, r.value(step.name))]
+    return [relu_backward(r.method, g, r.alive(step.name))]
 
 
 def _leaky_relu(r: Replay, step, g):
-    return [leaky_backward(r.method, g, r.value(step.name), step.op.slope)]
+    return [leaky_backward(r.method, g, r.alive(step.name), step.op.slope)]
 
 
 def _max_pool(r: Replay, step, g):

@@ -42,24 +42,25 @@ METHODS = ("backprop", "deconvnet", "guided")
 
 
 # -- the rules as plain functions of (g, y): shared by the autograd functions and the replay --
-def relu_backward(method: str, g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The signal sent below a ReLU whose output was `y`, for signal `g` from above."""
+def relu_backward(method: str, g: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """The signal sent below a ReLU, for signal `g` from above; `alive` is the bool mask
+    x > 0 (= y > 0) of the forward pass, broadcastable to `g`."""
     # torch.where with a scalar 0 instead of `g * mask`: no bool-to-float copy of the mask,
     # which matters for large batches (one pass over memory fewer per rule).
     if method == "backprop":
-        return torch.where(y > 0, g, 0.0)
+        return torch.where(alive, g, 0.0)
     if method == "deconvnet":
         return F.relu(g)
     if method == "guided":
-        return torch.where(y > 0, F.relu(g), 0.0)
+        return torch.where(alive, F.relu(g), 0.0)
     raise ValueError(f"method {method!r}: expected one of {', '.join(METHODS)}")
 
 
-def leaky_backward(method: str, g: torch.Tensor, y: torch.Tensor, slope: float) -> torch.Tensor:
-    """The signal sent below a leaky ReLU (negative slope `slope`) whose output was `y`."""
+def leaky_backward(method: str, g: torch.Tensor, alive: torch.Tensor, slope: float) -> torch.Tensor:
+    """The signal sent below a leaky ReLU of negative slope `slope`; `alive` as for ReLU."""
     if method == "deconvnet":
         return F.leaky_relu(g, slope)
-    derivative = torch.where(y > 0, g, g * slope)
+    derivative = torch.where(alive, g, g * slope)
     if method == "backprop":
         return derivative
     if method == "guided":
@@ -79,7 +80,7 @@ def _relu_function(method: str) -> type[torch.autograd.Function]:
 
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return relu_backward(method, g, y)
+        return relu_backward(method, g, y > 0)
 
     return _function(f"{method.capitalize()}ReLU", forward, setup_context, backward)
 
@@ -94,7 +95,7 @@ def _leaky_function(method: str) -> type[torch.autograd.Function]:
 
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return leaky_backward(method, g, y, ctx.slope), None
+        return leaky_backward(method, g, y > 0, ctx.slope), None
 
     return _function(f"{method.capitalize()}LeakyReLU", forward, setup_context, backward)
 

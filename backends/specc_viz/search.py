@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from specc_viz.explain import explain_rows, inference_state
+from specc_viz.explain import explain_rows_by_method, inference_state
 from specc_viz.receptive import Box, crop, receptive_box
 from specc_viz.units import Channel, Position
 
@@ -106,14 +106,14 @@ def reconstruct_top(
     pairs = [(c, r) for c in channels for r in range(top.images.shape[1]) if top.images[c, r] >= 0]
     used = sorted({int(top.images[c, r]) for c, r in pairs})
     slot = {image: i for i, image in enumerate(used)}
-    flat = model.shapes[top.layer] if hasattr(model, "shapes") else None
-    spatial = flat is not None and len(flat) == 3
+    spatial = len(model.shapes[top.layer]) == 3
     units = [Position(c, int(top.ys[c, r]), int(top.xs[c, r])) if spatial else Channel(c) for c, r in pairs]
     rows = [(slot[int(top.images[c, r])], u) for (c, r), u in zip(pairs, units)]
     inputs = prepare(images[used])
+    all_maps = explain_rows_by_method(model, inputs, top.layer, rows, methods, max_rows=max_rows)
     result: dict[str, list[list[TopMap]]] = {}
     for method in methods:
-        maps = explain_rows(model, inputs, top.layer, rows, method, max_rows=max_rows).numpy()
+        maps = all_maps[method].numpy()
         per_channel: dict[int, list[TopMap]] = {c: [] for c in channels}
         for (c, r), unit, m in zip(pairs, units, maps):
             image = int(top.images[c, r])
