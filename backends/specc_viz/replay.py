@@ -3,9 +3,9 @@ many seeds after a single forward pass.
 
 Autograd can only push stacked seeds through one forward with `is_grads_batched` (vmap), and
 on the CPU its convolution backward then runs one seed at a time. Knowing the graph, the
-replay runs each layer's backward once for all seeds: a transposed convolution
-(`conv_transpose2d`, which is also about twice as fast as autograd's convolution backward on
-the CPU), the ReLU rule of `specc_viz.rules` with the forward masks of each seed's image, the
+replay runs each layer's backward once for all seeds, as one batched operation: a
+transposed convolution (`conv_transpose2d`), the ReLU rule of `specc_viz.rules` against the
+forward output of each seed's image (a broadcast view when all seeds share one image), the
 max-pooling switches of the forward pass. It computes what autograd computes under
 `BackwardRulePass` — the tests hold the two equal — and it is what `specc_explain_onnx`
 writes out as ONNX nodes.
@@ -17,7 +17,7 @@ per row, so any mix of images and units shares one replay.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import networkx as nx
 import torch
@@ -67,18 +67,10 @@ class Replay:
     values: dict[str, torch.Tensor]
     rows: torch.Tensor  # (R,) long: forward-batch image of each seed
     method: str
-    masks: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def value(self, name: str) -> torch.Tensor:
         """A forward value gathered per row: (R, ...); a view, not a copy, for one image."""
         return self.gather(self.values[name])
-
-    def alive(self, name: str) -> torch.Tensor:
-        """Where layer `name`'s rectifier fired (its output > 0), per row. Computed once per
-        image, then gathered as bools: one image's mask serves all its seeds as a view."""
-        if name not in self.masks:
-            self.masks[name] = self.values[name] > 0
-        return self.gather(self.masks[name])
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
         if len(tensor) == 1:
@@ -95,9 +87,9 @@ class Replay:
 
     def rectify(self, step, g: torch.Tensor, activation: str, slope: float) -> torch.Tensor:
         if activation == "relu":
-            return relu_backward(self.method, g, self.alive(step.name))
+            return relu_backward(self.method, g, self.value(step.name))
         if activation == "leaky_relu":
-            return leaky_backward(self.method, g, self.alive(step.name), slope)
+            return leaky_backward(self.method, g, self.value(step.name), slope)
         return g
 
 
@@ -139,11 +131,11 @@ def _linear(r: Replay, step, g):
 
 
 def _relu(r: Replay, step, g):
-    return [relu_backward(r.method, g, r.alive(step.name))]
+    return [relu_backward(r.method, g, r.value(step.name))]
 
 
 def _leaky_relu(r: Replay, step, g):
-    return [leaky_backward(r.method, g, r.alive(step.name), step.op.slope)]
+    return [leaky_backward(r.method, g, r.value(step.name), step.op.slope)]
 
 
 def _max_pool(r: Replay, step, g):
