@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from specc_viz.explain import explain_rows_by_method
+from specc_viz.explain import explain_rows_by_method, inference_state
 from specc_viz.receptive import crop, receptive_box
 from specc_viz.render import Tile, image_to_rgb, map_to_rgb
 from specc_viz.search import reconstruct_top, top_activations
@@ -51,7 +51,8 @@ def image_figure(
     top_by: str = "max",
 ) -> Figure:
     """Maps for images `pixels` (B, C, H, W) on 0..255: the same `units` for every image, or
-    each image's `top_units` most active channels. One forward pass for all of them."""
+    each image's `top_units` most active channels. One forward pass for all images and
+    methods (and one more to rank the channels with `top_units`)."""
     inputs = prepare(pixels)
     shape = tuple(model.shapes[layer])
     if units is not None:
@@ -59,7 +60,7 @@ def image_figure(
             check_unit(unit, shape, layer)
         per_image = [list(units) for _ in range(len(pixels))]
     else:
-        with torch.no_grad():
+        with torch.no_grad(), inference_state(model):
             activation = model(inputs, stop_at=layer)[0]
         per_image = [[Channel(int(c)) for c in row] for row in top_channels(activation, top_units, by=top_by)]
     rows_index = [(b, u) for b, unit_list in enumerate(per_image) for u in unit_list]

@@ -129,8 +129,9 @@ def _check_numbers(args) -> None:
     ):
         if value is not None and value < 1:
             raise UserError(f"{flag} {value}: expected a positive integer")
-    if args.data is None and args.top_k is not None:
-        raise UserError("--top-k needs --data (the dataset to search)")
+    for flag, value in (("--top-k", args.top_k), ("--limit", args.limit), ("--data-dir", args.data_dir)):
+        if args.data is None and value is not None:
+            raise UserError(f"{flag} needs --data (the dataset to search)")
 
 
 def _layer(model, args) -> str:
