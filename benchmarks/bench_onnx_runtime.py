@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import sys
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from specc_onnx import emit, to_bytes
 from specc_onnx.runtime import cpu_count, make_session
 from specc_torch import build
@@ -130,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import onnxruntime
 
+    load = os.getloadavg()[0]
+    if load > 0.5:  # our own runs count too, but a busy machine distorts eager's thread pool most
+        print(f"note: 1-minute load average {load:.1f} at the end — other jobs ran alongside; figures are noisy")
     print(
         f"{graph.name}: {args.threads} thread(s), torch {torch.__version__}, onnxruntime {onnxruntime.__version__},"
         f" opset {args.opset}, outputs agree within 1e-4"

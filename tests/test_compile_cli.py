@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+
+from specc.cli import main
 from specc_onnx.runtime import make_session, read_metadata
 from specc_torch import build
 from specc_torch.weights import checkpoint_payload, save_checkpoint
-
-from specc.cli import main
 
 CPU = ["CPUExecutionProvider"]  # parity is defined on the CPU provider (CUDA may use TF32)
 

@@ -14,15 +14,15 @@ import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import specc
+from specc.errors import UserError
+from specc.ops import OPS, ShapeError
 from specc_onnx import emit, layer_values, to_bytes, verify
 from specc_onnx.runtime import make_session
 from specc_torch import TORCH_OPS, build
 from specc_torch.codegen import generate
 from specc_torch.weights import state_dict_numpy
-
-import specc
-from specc.errors import UserError
-from specc.ops import OPS, ShapeError
 
 CPU = ["CPUExecutionProvider"]  # parity is defined on the CPU provider (CUDA may use TF32)
 

@@ -8,12 +8,12 @@ import numpy as np
 import onnx
 import pytest
 from PIL import Image
-from specc_onnx import emit, random_weights, save
-from specc_onnx.runtime import make_session
 
 import specc
 from specc.cli import main
 from specc.commands.predict import load_image, preprocess
+from specc_onnx import emit, random_weights, save
+from specc_onnx.runtime import make_session
 
 CPU = ["CPUExecutionProvider"]  # parity is defined on the CPU provider (CUDA may use TF32)
 
@@ -122,6 +122,7 @@ def test_bad_images_are_one_line(files, tmp_path, capsys):
 
 def test_cuda_is_chosen_when_onnxruntime_gpu_is_installed(monkeypatch):
     import onnxruntime
+
     from specc_onnx.runtime import default_providers
 
     monkeypatch.setattr(
