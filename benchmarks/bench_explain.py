@@ -25,43 +25,13 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
+from handwritten import handwritten_allcnn_c, same_weights  # benchmarks/ is on sys.path
 
 import specc_torch
 import specc_viz
 
 SPEC = Path(__file__).resolve().parents[1] / "specs" / "allcnn_c.yaml"
 TARGET = 3
-
-
-def handwritten_allcnn_c() -> nn.Sequential:
-    """ALL-CNN-C with one nn.ReLU module per activation, as Captum's hooks need."""
-
-    def conv(cin, cout, kernel, stride=1, padding=1):
-        return [nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding), nn.ReLU()]
-
-    return nn.Sequential(
-        nn.Dropout(0.2),
-        *conv(3, 96, 3),
-        *conv(96, 96, 3),
-        *conv(96, 96, 3, stride=2),
-        nn.Dropout(0.5),
-        *conv(96, 192, 3),
-        *conv(192, 192, 3),
-        *conv(192, 192, 3, stride=2),
-        nn.Dropout(0.5),
-        *conv(192, 192, 3, padding=0),
-        *conv(192, 192, 1, padding=0),
-        *conv(192, 10, 1, padding=0),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-    )
-
-
-def same_weights(source: nn.Module, target: nn.Module) -> None:
-    pairs = list(zip(source.state_dict().values(), target.state_dict()))
-    assert len(pairs) == len(target.state_dict()) == len(source.state_dict())
-    target.load_state_dict({key: value.clone() for value, key in pairs})
 
 
 def best_times(candidates: dict, repeats: int) -> dict[str, tuple[float, float]]:
@@ -159,7 +129,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = specc_torch.build(SPEC, seed=0).eval()
-    baseline = handwritten_allcnn_c().eval()
+    baseline = handwritten_allcnn_c(inplace=False).eval()
     same_weights(model, baseline)
     print(f"ALL-CNN-C, torch {torch.__version__}, {torch.get_num_threads()} thread(s), best of {args.repeats}")
     per_image(model, baseline, args.repeats)

@@ -19,43 +19,13 @@ import os
 import time
 from pathlib import Path
 
-import specc_torch
 import torch
+from handwritten import handwritten_allcnn_c, same_weights  # benchmarks/ is on sys.path
 from torch import nn
 
+import specc_torch
+
 SPEC = Path(__file__).resolve().parents[1] / "specs" / "allcnn_c.yaml"
-
-
-def conv(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding), nn.ReLU(inplace=True)]
-
-
-def handwritten_allcnn_c(classes: int = 10) -> nn.Sequential:
-    """ALL-CNN-C (Springenberg et al. 2015, Table 2) as one would write it by hand."""
-    return nn.Sequential(
-        nn.Dropout(0.2),
-        *conv(3, 96, 3),
-        *conv(96, 96, 3),
-        *conv(96, 96, 3, stride=2),
-        nn.Dropout(0.5),
-        *conv(96, 192, 3),
-        *conv(192, 192, 3),
-        *conv(192, 192, 3, stride=2),
-        nn.Dropout(0.5),
-        *conv(192, 192, 3, padding=0),
-        *conv(192, 192, 1, padding=0),
-        *conv(192, classes, 1, padding=0),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-    )
-
-
-def same_weights(source: nn.Module, target: nn.Module) -> None:
-    """Copy parameters in order (both list them layer by layer, weight before bias)."""
-    pairs = list(zip(source.state_dict().values(), target.state_dict().items()))
-    assert len(pairs) == len(target.state_dict()) == len(source.state_dict())
-    assert all(value.shape == mine.shape for value, (_, mine) in pairs)
-    target.load_state_dict({key: value.clone() for value, (key, _) in pairs})
 
 
 def train_steps(model: nn.Module, opt: torch.optim.Optimizer, x, y, steps: int) -> tuple[float, float]:
