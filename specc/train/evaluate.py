@@ -68,10 +68,10 @@ def evaluate(
     confusion = torch.zeros(classes * classes, dtype=torch.int64, device=device)
     for start in range(0, len(shard), batch_size):
         index = shard[start : start + batch_size]
-        x = preprocess(images[index].float())  # (B, C, H, W) float32
+        x = preprocess(images.index_select(0, index).float())  # (B, C, H, W) float32
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = labels[index]
+        y = labels.index_select(0, index)
         with autocast():
             logits = model(x)  # (B, classes)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()

@@ -187,26 +187,12 @@ class Trainer:
                 self.partial = dict(zip(("loss_sum", "correct", "seen"), partial)) | {"seconds": seconds}
                 return None
             lr = lr_at(cfg, self.epoch, step, steps)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)  # (B, C, H, W), NHWC in memory
-            with self.autocast():
-                logits = self.net(x)  # (B, classes)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            if all_sum((~torch.isfinite(loss.detach())).double().reshape(1), world).item():
+            loss, logits, finite = self.train_step(x, y, lr)
+            if not finite:
                 progress.close()
                 self._diverged(step, steps, lr, loss.item())
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                self.optimizer.step()
-            sums[0] += loss.detach().double() * len(y)
-            sums[1] += (logits.detach().argmax(dim=1) == y).sum()
+            sums[0] += loss.double() * len(y)
+            sums[1] += (logits.argmax(dim=1) == y).sum()
             sums[2] += len(y)
             if progress.enabled:
                 done = sums.tolist()
@@ -215,6 +201,30 @@ class Trainer:
         seconds += time.perf_counter() - started
         loss_sum, correct, seen = all_sum(sums, world).tolist()
         return {"loss": loss_sum / seen, "acc": correct / seen, "images": seen, "seconds": seconds, "lr": lr}
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """One optimisation step on a batch: (loss, logits, finite). When the loss is not
+        finite on some rank, nothing is updated and `finite` is False."""
+        cfg = self.cfg
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)  # (B, C, H, W), NHWC in memory
+        with self.autocast():
+            logits = self.net(x)  # (B, classes)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        # Checked before the update, so the weights stay the last good ones; ranks agree.
+        if all_sum((~torch.isfinite(loss.detach())).double().reshape(1), self.world).item():
+            return loss.detach(), logits.detach(), False
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return loss.detach(), logits.detach(), True
 
     def finish_epoch(self, stats: dict) -> None:
         """Evaluate, then checkpoint, pick best.pt, write metrics and print the epoch line."""

@@ -67,12 +67,13 @@ def translate_batch(x: torch.Tensor, offsets: torch.Tensor, max_shift: int, padd
     t = max_shift
     mode = "constant" if padding == "zeros" else "reflect"
     padded = F.pad(x, (t, t, t, t), mode=mode)  # (B, C, H + 2t, W + 2t)
+    batch, channels = x.shape[:2]
     rows = (t - offsets[:, 0])[:, None] + torch.arange(height, device=x.device)  # (B, H)
     cols = (t - offsets[:, 1])[:, None] + torch.arange(width, device=x.device)  # (B, W)
-    batch = torch.arange(len(x), device=x.device)[:, None, None]  # (B, 1, 1)
-    # Advanced indices split by the channel slice put the broadcast dims first: (B, H, W, C).
-    out = padded[batch, :, rows[:, :, None], cols[:, None, :]]
-    return out.permute(0, 3, 1, 2).contiguous()
+    # Two gathers (rows, then columns): several times faster on the CPU than one advanced
+    # index over (B, H, W), and the result is already (B, C, H, W) contiguous.
+    out = padded.gather(2, rows[:, None, :, None].expand(batch, channels, height, width + 2 * t))
+    return out.gather(3, cols[:, None, None, :].expand(batch, channels, height, width))
 
 
 def torch_preprocess(
@@ -205,12 +206,13 @@ class TensorLoader:
         for i in range(start, len(self)):
             batch = slice(i * self.batch_size, (i + 1) * self.batch_size)
             index = indices[batch]
-            x = self.preprocess(self.images[index].float())  # (B, C, H, W) float32
+            # index_select, not images[index]: advanced indexing is ~10x slower on the CPU.
+            x = self.preprocess(self.images.index_select(0, index).float())  # (B, C, H, W) float32
             if self.augment.flip:
                 x = flip_batch(x, flips[batch])
             if self.augment.translate:
                 x = translate_batch(x, offsets[batch], self.augment.translate, self.augment.padding)
-            yield x, self.labels[index]
+            yield x, self.labels.index_select(0, index)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

@@ -1,0 +1,204 @@
+"""specc train's training speed against a hand-written plain-PyTorch loop, in the same run.
+
+    python benchmarks/bench_train.py                      # ALL-CNN-C, batch 128, a few minutes on 2 cores
+    python benchmarks/bench_train.py --rounds 5 --steps 6
+    python benchmarks/bench_train.py --data cifar10 --data-dir ~/data/cifar-10-batches-py
+
+Configurations (ALL-CNN-C, 3x32x32, 10 classes, SGD momentum 0.9, weight decay 1e-3, dropout
+on, batch 128, CPU):
+
+    baseline      a hand-written nn.Sequential ALL-CNN-C, fp32, NCHW, eager, one fixed batch:
+                  what a plain PyTorch loop does
+    specc         specc train's own step (`Trainer.train_step`) with its default CPU settings
+                  (fp32, channels_last), fed by its in-memory loader (normalize, flip, translate 2)
+    specc-fixed   the same step on one fixed pre-made batch: `specc` vs `specc-fixed` is the
+                  data pipeline's cost
+    specc-bf16    --precision bf16 (autocast) with channels_last, in-memory batches
+
+Rounds are interleaved (every configuration once per round) so that a change of load on a
+shared machine hits all of them alike; the medians are reported. The data is the synthetic
+set in memory unless --data names a real one: the loader's work is the same for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "backends")]
+
+from specc.api import load  # noqa: E402
+from specc.train.config import TrainConfig  # noqa: E402
+from specc.train.distributed import World  # noqa: E402
+from specc.train.loop import RunOptions, Trainer  # noqa: E402
+
+BATCH = 128
+
+
+# -- the baseline: ALL-CNN-C written by hand ------------------------------------------------
+def allcnn_c_by_hand() -> nn.Sequential:
+    """ALL-CNN-C as a plain PyTorch user writes it (He-normal weights, zero biases)."""
+
+    def conv(cin: int, cout: int, kernel: int = 3, stride: int = 1, padding: int = 1) -> list[nn.Module]:
+        layer = nn.Conv2d(cin, cout, kernel, stride, padding)
+        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        nn.init.zeros_(layer.bias)
+        return [layer, nn.ReLU(inplace=True)]
+
+    return nn.Sequential(
+        nn.Dropout(0.2),
+        *conv(3, 96),
+        *conv(96, 96),
+        *conv(96, 96, stride=2),
+        nn.Dropout(0.5),
+        *conv(96, 192),
+        *conv(192, 192),
+        *conv(192, 192, stride=2),
+        nn.Dropout(0.5),
+        *conv(192, 192, padding=0),
+        *conv(192, 192, kernel=1, padding=0),
+        *conv(192, 10, kernel=1, padding=0),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
+
+
+def baseline_runner():
+    torch.manual_seed(0)
+    model = allcnn_c_by_hand()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-3)
+    x, y = torch.randn(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
+
+    def step() -> tuple[float, float]:
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        loss.item()  # a real loop logs it
+        return 0.0, time.perf_counter() - started
+
+    return step
+
+
+# -- specc train's own step ------------------------------------------------------------------
+def specc_runner(args, out: Path, *, precision: str, fixed_batch: bool):
+    """A `Trainer` as `specc train` builds it, stepping through its own loader (or one batch)."""
+    graph = load(str(ROOT / "specs" / "allcnn_c.yaml"))
+    recipe = {
+        "dataset": args.data,
+        "data_dir": args.data_dir,
+        "batch_size": BATCH,
+        "precision": precision,
+        "augment": {"flip": True, "translate": 2},
+        "device": "cpu",
+    }
+    if args.data == "synthetic":
+        recipe["dataset_options"] = {"size": 20 * BATCH}
+    cfg = TrainConfig.model_validate(recipe)
+    graph = graph.replace(train=cfg.to_dict())
+    trainer = Trainer(graph, cfg, RunOptions(out=out, progress=False), World(), torch.device("cpu"))
+    batches = iter(())
+    epoch = 0
+    first = next(iter(trainer.loader.batches()))
+
+    def step() -> tuple[float, float]:
+        """(seconds fetching the batch, seconds of the training step)."""
+        nonlocal batches, epoch
+        started = time.perf_counter()
+        if fixed_batch:
+            x, y = first
+        else:
+            try:
+                x, y = next(batches)
+            except StopIteration:
+                trainer.loader.set_epoch(epoch)
+                epoch += 1
+                batches = trainer.loader.batches()
+                x, y = next(batches)
+        fetched = time.perf_counter()
+        _, _, finite = trainer.train_step(x, y, 0.01)
+        assert finite
+        return fetched - started, time.perf_counter() - fetched
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration per round")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per configuration first")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--data", default="synthetic")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--bf16", choices=("auto", "yes", "no"), default="auto", help="auto: only where the CPU has native bf16"
+    )
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    with_bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and native_bf16)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runners = {
+            "baseline": baseline_runner(),
+            "specc": specc_runner(args, Path(tmp) / "a", precision="fp32", fixed_batch=False),
+            "specc-fixed": specc_runner(args, Path(tmp) / "b", precision="fp32", fixed_batch=True),
+        }
+        if with_bf16:
+            runners["specc-bf16"] = specc_runner(args, Path(tmp) / "c", precision="bf16", fixed_batch=False)
+        for step in runners.values():
+            for _ in range(args.warmup):
+                step()
+        # Per step: (fetch seconds, step seconds). Rounds interleave the configurations.
+        timings: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
+        for _ in range(args.rounds):
+            for name, step in runners.items():
+                timings[name] += [step() for _ in range(args.steps)]
+
+    # On a shared machine other work only ever slows a step down, so the fastest step is the
+    # least disturbed estimate of a configuration's speed; the median is shown next to it.
+    best = {name: BATCH / min(f + s for f, s in t) for name, t in timings.items()}
+    median = {name: BATCH / statistics.median(f + s for f, s in t) for name, t in timings.items()}
+    base = best["baseline"]
+    labels = {
+        "baseline": "hand-written fp32 eager NCHW (baseline)",
+        "specc": "specc train default (fp32, channels_last)",
+        "specc-fixed": "specc train step, one fixed batch",
+        "specc-bf16": "specc train --precision bf16",
+    }
+    print(
+        f"ALL-CNN-C training, batch {BATCH}, 3x32x32, {args.data} data in memory; torch {torch.__version__},"
+        f" {torch.get_num_threads()} threads; {args.rounds} interleaved rounds x {args.steps} steps"
+    )
+    print(f"{'configuration':44} {'best img/s':>10} {'median':>8} {'vs baseline':>12}")
+    for name in timings:
+        print(f"{labels[name]:44} {best[name]:10.1f} {median[name]:8.1f} {best[name] / base:11.2f}x")
+    if not with_bf16:
+        print("specc train --precision bf16: skipped — this CPU has no native bf16 (oneDNN emulates it,")
+        print("  many times slower than fp32); --bf16 yes measures it anyway")
+    fetch = sum(f for f, _ in timings["specc"])
+    pipeline = fetch / sum(f + s for f, s in timings["specc"])
+    speedup = best["specc"] / base
+    print(
+        f"data pipeline: {100 * pipeline:.1f}% of specc's step time spent producing batches"
+        f" ({1000 * fetch / len(timings['specc']):.1f} ms per batch); in-memory loader vs fixed batch:"
+        f" {best['specc'] / best['specc-fixed']:.3f}x"
+    )
+    print(f"target specc default >= 1.25x baseline: {'PASS' if speedup >= 1.25 else 'FAIL'} ({speedup:.2f}x)")
+    print(f"target data pipeline < 5%: {'PASS' if pipeline < 0.05 else 'FAIL'} ({100 * pipeline:.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
