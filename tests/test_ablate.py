@@ -155,8 +155,11 @@ def test_cpu_preset_narrows_and_retargets_model_c_before_deriving():
     variants = {v.name: v for v in ablation.variants}
     assert [variants[n].params for n in ("base", "strided", "convpool", "all")] == [60_274, 60_274, 86_266, 86_266]
     assert variants["base"].graph.input_shape == (1, 28, 28) and variants["base"].graph.labels is None
-    # The ALL-CNN variant is the repository's hand-written quarter-width Fashion-MNIST model.
-    fmnist = load_graph(SPECS / "allcnn_c_fmnist.yaml").replace(labels=None, train=None)
+    # The ALL-CNN variant is the repository's quarter-width Fashion-MNIST model, whose own
+    # recipe turns dropout and the ReLU on the class scores off for its short schedule:
+    # compare with the paper's choices put back.
+    paper = ["layers.drop1.rate=0.2", "layers.drop2.rate=0.5", "layers.drop3.rate=0.5", "layers.conv9.activation=relu"]
+    fmnist = load_graph(SPECS / "allcnn_c_fmnist.yaml", paper).replace(labels=None, train=None)
     assert structure(variants["all"].graph)["layers"] == structure(fmnist)["layers"]
     assert len(ablation.tasks) == 8 and ablation.tasks[0].run_dir == Path(
         "runs/ablate-model_c-fashion-mnist/base/lr0.05/seed0"
