@@ -88,6 +88,7 @@ def prepare(spec, settings: Settings) -> Ablation:
     info = {
         "dataset": cfg.dataset,
         "preset": settings.preset,
+        "preset_note": chosen.note if chosen else None,
         "select": settings.select,
         "val_split": cfg.val_split,
         "seeds": settings.seeds,
@@ -149,7 +150,7 @@ def recipe_text(cfg: TrainConfig) -> str:
     else:
         schedule = "constant learning rate"
     if cfg.warmup_epochs:
-        schedule += f" after {cfg.warmup_epochs:g} warm-up epochs"
+        schedule += f" after {cfg.warmup_epochs:g} warm-up epoch{'s' if cfg.warmup_epochs != 1 else ''}"
     augment = cfg.augment
     aug = ", ".join(
         text for on, text in ((augment.flip, "flips"), (augment.translate, f"{augment.translate}px shifts")) if on

@@ -187,13 +187,16 @@ def markdown(report: dict) -> str:
         if report["select"] == "val"
         else "chosen on the test set (the paper's practice; the test error is then optimistic)"
     )
+    spread = f"mean ± standard deviation over {seeds} seeds" if seeds > 1 else "one seed (no spread measured)"
     parts = [
         f"# Pooling ablation of {report['spec']} on {report['dataset']}",
         "",
-        f"Test error at the end of training, mean ± standard deviation over {seeds} seed{'s' if seeds > 1 else ''}"
-        f"; learning rate per model out of {', '.join(f'{lr:g}' for lr in report['lrs'])}, {chosen}.",
+        f"Test error at the end of training, {spread}; learning rate per model out of"
+        f" {', '.join(f'{lr:g}' for lr in report['lrs'])}, {chosen}.",
         f"Recipe: {report['recipe_text']}.",
     ]
+    if report.get("preset"):
+        parts.append(f"Preset {report['preset']}: {report['preset_note']}.")
     if report.get("transforms"):
         parts.append(f"Spec prepared with: {', '.join(report['transforms'])}; variants derived from it.")
     parts += ["", table(report), ""]
@@ -203,7 +206,11 @@ def markdown(report: dict) -> str:
         parts.append("")
     parts += ["## Learning-rate search", "", search_table(report), ""]
     if report.get("wall_seconds") is not None:
-        parts.append(f"{len(report['runs'])} runs; wall time of this invocation {report['wall_seconds']:.0f} s.")
+        parts.append(
+            f"{len(report['runs'])} runs, {report['compute_seconds']:.0f} s of training summed over runs;"
+            f" {report['jobs']} job(s) x {report['threads_per_job']} thread(s); wall time of the last"
+            f" invocation {report['wall_seconds']:.0f} s."
+        )
     return "\n".join(parts) + "\n"
 
 
@@ -212,15 +219,26 @@ def plot(report: dict, path: Path) -> None:
     """Test error against parameters, one point per variant (the paper's as hollow marks)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import StrMethodFormatter
 
     figure = Figure(figsize=(7, 4.5), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
+    markers = "osDv^<>p"
     done = [r for r in report["rows"] if r["status"] == "done"]
-    for row in done:
-        std = row["test_error_std_pct"] or 0.0
-        axes.errorbar(row["params"], row["test_error_pct"], yerr=std, fmt="o", capsize=3, label=row["model"])
-        axes.annotate(row["model"], (row["params"], row["test_error_pct"]), textcoords="offset points", xytext=(6, 4))
+    for i, row in enumerate(done):
+        # A legend, not labels at the points: variants with equal parameters sit on top
+        # of each other (Strided has the base model's count).
+        std = row["test_error_std_pct"]
+        axes.errorbar(
+            row["params"],
+            row["test_error_pct"],
+            yerr=std,
+            fmt=markers[i % len(markers)],
+            markersize=8,
+            capsize=4,
+            label=f"{row['model']}: {_error_cell(row)}% (lr {row['best_lr']:g})",
+        )
     paper = [r for r in report["rows"] if "paper_error_pct" in r]
     if paper:
         axes.scatter(
@@ -228,11 +246,15 @@ def plot(report: dict, path: Path) -> None:
             [r["paper_error_pct"] for r in paper],
             facecolors="none",
             edgecolors="grey",
-            label="paper (CIFAR-10)",
+            s=60,
+            label="paper, CIFAR-10 (Table 3)",
         )
+    seeds = report["seeds"]
+    spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed, no error bars"
     axes.set_xlabel("parameters")
     axes.set_ylabel("test error %")
-    axes.set_title(f"{report['spec']} on {report['dataset']}: test error vs parameters")
+    axes.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    axes.set_title(f"{report['spec']} variants on {report['dataset']} ({spread})", fontsize="medium")
     axes.grid(alpha=0.3)
     if done or paper:
         axes.legend(fontsize="small")

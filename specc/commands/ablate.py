@@ -35,7 +35,7 @@ their checkpoint. --jobs N trains N runs at once, splitting the threads between 
 
 Presets: paper (CIFAR-10, the paper's 350-epoch schedule, whitening, lrs 0.25,0.1,0.05,0.01
 — for GPUs) and cpu (Fashion-MNIST at 1x28x28, a quarter of the width, 4 epochs, lrs 0.05,0.02, one
-single-threaded training per core — about half an hour on 2 cores)."""
+single-threaded training per core — about 25 minutes on 2 free cores)."""
 
 
 def register(sub) -> None:
@@ -65,7 +65,9 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, metavar="N", help="trainings at once (default 1; the cpu preset: one per core)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads in all, split between jobs (default: all)")
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/ablate-<spec>-<dataset>)")
-    p.add_argument("--preset", choices=tuple(PRESETS), help="paper (CIFAR-10, GPU) or cpu (Fashion-MNIST, ~30 min)")
+    p.add_argument(
+        "--preset", choices=tuple(PRESETS), help="paper (CIFAR-10, GPU) or cpu (Fashion-MNIST, ~25 min on 2 cores)"
+    )
     p.set_defaults(func=run_command)
 
 
