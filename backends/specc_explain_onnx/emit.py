@@ -23,13 +23,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-import specc
 from specc.errors import UserError, did_you_mean
 from specc.ir import INPUT, Graph
 from specc.shapes import infer
 from specc_explain_onnx.backward import BACKWARD, METHODS
 from specc_onnx import DEFAULT_OPSET, emit, fold_batch_norm
 from specc_onnx.builder import require_weight
+from specc_onnx.emit import make_model
 from specc_onnx.metadata import build_metadata
 from specc_onnx.verify import onnx_shapes
 
@@ -158,15 +158,7 @@ def emit_explain(
         initializer=initializers,
         doc_string=f"{method} map of {_describe(unit)} of layer {layer} of {spec_graph.name}",
     )
-    opsets = [helper.make_opsetid("", opset)]
-    model = helper.make_model(
-        onnx_graph,
-        opset_imports=opsets,
-        producer_name="specc",
-        producer_version=specc.__version__,
-        ir_version=helper.find_min_ir_version_for(opsets),
-        doc_string=onnx_graph.doc_string,
-    )
+    model = make_model(onnx_graph, opset, onnx_graph.doc_string)
     explain = {"method": method, "layer": layer, "unit": _describe(unit), "seed": "activation * unit mask"}
     props = build_metadata(
         spec_graph, output="reconstruction", folded=folded, extra={**(metadata or {}), "explain": explain}

@@ -97,15 +97,7 @@ def emit(
         initializer=builder.initializers,
         doc_string=spec_graph.description,
     )
-    opsets = [helper.make_opsetid("", opset)]
-    model = helper.make_model(
-        onnx_graph,
-        opset_imports=opsets,
-        producer_name="specc",
-        producer_version=specc.__version__,
-        ir_version=helper.find_min_ir_version_for(opsets),
-        doc_string=f"specc {spec_graph.name}: {spec_graph.description}".strip(),
-    )
+    model = make_model(onnx_graph, opset, f"specc {spec_graph.name}: {spec_graph.description}".strip())
     props = build_metadata(spec_graph, output=output, folded=folded, extra=metadata or {})
     helper.set_model_props(model, props)
     return model
@@ -165,3 +157,16 @@ def write_atomic(path: str | Path, data: bytes) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     return len(data)
+
+
+def make_model(onnx_graph, opset: int, doc_string: str):
+    """A ModelProto around a graph, stamped as specc's, with the lowest IR version the opset allows."""
+    opsets = [helper.make_opsetid("", opset)]
+    return helper.make_model(
+        onnx_graph,
+        opset_imports=opsets,
+        producer_name="specc",
+        producer_version=specc.__version__,
+        ir_version=helper.find_min_ir_version_for(opsets),
+        doc_string=doc_string,
+    )
