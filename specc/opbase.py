@@ -14,7 +14,6 @@ PosInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegInt = Annotated[int, Field(strict=True, ge=0)]
 Pair = Union[PosInt, tuple[PosInt, PosInt]]
 Padding = Union[Literal["same", "valid"], NonNegInt, tuple[NonNegInt, NonNegInt]]
-Activation = Literal["relu", "leaky_relu", "none"]
 Init = Literal["he", "xavier", "gaussian", "torch"]
 
 
@@ -76,6 +75,29 @@ class LayerOp(BaseModel):
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int] = 1
 
+    # -- traits: what passes and backends may assume about the layer type ---------------------
+    # The field that sets the output width (channels or features), for layers with weights that
+    # a transform may resize (`filters` of conv, `units` of linear); None for the others.
+    width_field: ClassVar[str | None] = None
+    # Acts on each position (and channel) on its own, so a spatial subsampling placed before it
+    # gives the same result as after it (the pool-to-stride rewrites move strides past these).
+    pointwise: ClassVar[bool] = False
+    # May stand in a classifier head on a flat vector and work unchanged on a 1x1 feature map
+    # (fc_to_conv carries these along when it turns linear layers into 1x1 convolutions).
+    head_layer: ClassVar[bool] = False
+    # Turns a CxHxW feature map into a flat vector (flatten, global pooling).
+    vectorizes: ClassVar[bool] = False
+    # Does something only in training; inference reads its input unchanged (dropout).
+    train_only: ClassVar[bool] = False
+    # A rectifier: clips negative values (so it must not be applied to class scores).
+    rectifier: ClassVar[bool] = False
+    # An activation that conv/linear layers may fuse (`activation: <kind>`).
+    fusable: ClassVar[bool] = False
+    # Joins its inputs along channels (concat): the channels of the result come from several layers.
+    joins_channels: ClassVar[bool] = False
+    # State entries of `weights()` that are statistics, not trained parameters.
+    buffers: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs) -> None:
         super().__pydantic_init_subclass__(**kwargs)
@@ -86,8 +108,30 @@ class LayerOp(BaseModel):
     def output_shape(self, inputs: list[Shape]) -> Shape:
         return inputs[0]
 
+    def weights(self, inputs: list[Shape]) -> dict[str, Shape]:
+        """The layer's state, `{suffix: shape}` in PyTorch's names and layouts (`weight` (out,
+        in/groups, kh, kw), `bias`, `running_mean`, ...); the checkpoint key of an entry is
+        `<layer>.<suffix>`. Every backend, checkpoint check and remapping reads this."""
+        return {}
+
+    def init_rule(self) -> tuple[str, dict] | None:
+        """How the state is initialised: (rule, keyword arguments), None without state.
+
+        Rules: `he`, `xavier`, `gaussian` (std), `torch` for a weight and its bias (see
+        `specc_torch.init`); `norm` for normalisation state (scale 1, shift 0, running mean 0,
+        variance 1); `constant` (value) for every entry."""
+        return None
+
     def param_count(self, inputs: list[Shape]) -> int:
-        return 0
+        """Trained parameters: the entries of `weights()` that are not buffers."""
+        count = 0
+        for suffix, shape in self.weights(inputs).items():
+            if suffix not in self.buffers:
+                size = 1
+                for dim in shape:
+                    size *= dim
+                count += size
+        return count
 
     def macs(self, inputs: list[Shape], output: Shape) -> int:
         return 0
@@ -95,6 +139,10 @@ class LayerOp(BaseModel):
     def window(self, inputs: list[Shape]) -> tuple[int, int, int, int]:
         """(effective kernel h, w, stride h, w) for receptive-field arithmetic."""
         return (1, 1, 1, 1)
+
+    def pads(self) -> tuple[int, int]:
+        """Symmetric padding per side (height, width) of a sliding window; none by default."""
+        return (0, 0)
 
     def describe(self) -> str:
         """A short human description for the summary (`3x3/2 same`)."""

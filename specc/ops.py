@@ -12,12 +12,11 @@ Shapes are per-sample tuples: `(C, H, W)` for feature maps, `(F,)` for flat vect
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal, Union
+from typing import TYPE_CHECKING, ClassVar, Literal, Union
 
 from pydantic import Field, field_validator
 
 from specc.opbase import (  # noqa: F401 - re-exported: the op table's public vocabulary
-    Activation,
     Init,
     LayerOp,
     NonNegInt,
@@ -35,18 +34,84 @@ from specc.opbase import (  # noqa: F401 - re-exported: the op table's public vo
 )
 
 
-class Conv(_Windowed):
+# -- activations: standalone layers, and the `activation:` a conv/linear layer may fuse ------
+class ReLU(LayerOp):
+    name_prefix: ClassVar[str] = "relu"
+    doc: ClassVar[str] = "rectified linear unit"
+    pointwise: ClassVar[bool] = True
+    head_layer: ClassVar[bool] = True
+    rectifier: ClassVar[bool] = True
+    fusable: ClassVar[bool] = True
+    type: Literal["relu"] = "relu"
+
+
+class LeakyReLU(LayerOp):
+    name_prefix: ClassVar[str] = "lrelu"
+    doc: ClassVar[str] = "leaky rectified linear unit"
+    pointwise: ClassVar[bool] = True
+    head_layer: ClassVar[bool] = True
+    rectifier: ClassVar[bool] = True
+    fusable: ClassVar[bool] = True
+    type: Literal["leaky_relu"] = "leaky_relu"
+    slope: float = Field(0.01, ge=0, description="the negative slope, a number >= 0")
+
+    def describe(self) -> str:
+        return f"slope={self.slope:g}"
+
+
+# The activations a conv/linear layer may fuse, by name. A fused activation takes its
+# parameters from the layer's fields of the same name (`slope`).
+FUSABLE: dict[str, type[LayerOp]] = {cls.kind: cls for cls in (ReLU, LeakyReLU)}
+FusedActivation = Literal[(*FUSABLE, "none")]  # type: ignore[valid-type]
+_ACTIVATION_TEXT = ", ".join(FUSABLE) + " or none"
+
+
+class _Activated(LayerOp):
+    """A layer with weights, an optional fused activation and an initialisation rule. The
+    fields (`activation`, `slope`, `init`, `init_std`) are declared by each subclass, after
+    its own, so that canonical YAML lists them last."""
+
+    if TYPE_CHECKING:  # declared as fields by the subclasses
+        activation: str
+        slope: float
+        init: str
+        init_std: float
+
+    def activation_op(self) -> LayerOp | None:
+        """The fused activation as a standalone layer (None for `activation: none`)."""
+        cls = FUSABLE.get(self.activation)
+        if cls is None:
+            return None
+        shared = {k: getattr(self, k) for k in cls.model_fields if k != "type" and k in type(self).model_fields}
+        return cls.model_validate(shared)
+
+    def without_activation(self) -> LayerOp:
+        """The same layer with `activation: none` (the form backends see after lowering)."""
+        return self if self.activation == "none" else self.model_copy(update={"activation": "none"})
+
+    def init_rule(self) -> tuple[str, dict]:
+        kwargs: dict = {}
+        act = self.activation_op()
+        if self.init == "he" and act is not None and "slope" in type(act).model_fields:
+            kwargs["slope"] = act.slope  # type: ignore[attr-defined]  # He et al.'s gain for a leaky rectifier
+        elif self.init == "gaussian":
+            kwargs["std"] = self.init_std
+        return self.init, kwargs
+
+
+class Conv(_Activated, _Windowed):
     """2-D convolution, optionally followed by its activation (the paper's "conv ReLU")."""
 
     name_prefix: ClassVar[str] = "conv"
     doc: ClassVar[str] = "2-D convolution with an optional fused activation"
 
+    width_field: ClassVar[str | None] = "filters"
     type: Literal["conv"] = "conv"
     filters: PosInt = Field(description="a positive integer (output channels)")
     dilation: Pair = Field(1, description="a positive integer or [height, width]")
     groups: PosInt = Field(1, description="a positive integer dividing both channel counts")
     bias: bool = Field(True, description="true or false")
-    activation: Activation = Field("none", description="relu, leaky_relu or none")
+    activation: FusedActivation = Field("none", description=_ACTIVATION_TEXT)
     slope: float = Field(0.01, ge=0, description="the leaky_relu negative slope, a number >= 0")
     init: Init = Field("he", description="he, xavier, gaussian or torch")
     init_std: float = Field(0.01, gt=0, description="the gaussian init's standard deviation (> 0)")
@@ -68,10 +133,10 @@ class Conv(_Windowed):
         ho, wo = self._spatial_out("conv", h, w)
         return (self.filters, ho, wo)
 
-    def param_count(self, inputs: list[Shape]) -> int:
+    def weights(self, inputs: list[Shape]) -> dict[str, Shape]:
         kh, kw = self.kernel_hw()
-        cin = inputs[0][0]
-        return self.filters * (cin // self.groups) * kh * kw + (self.filters if self.bias else 0)
+        entries = {"weight": (self.filters, inputs[0][0] // self.groups, kh, kw)}
+        return entries | ({"bias": (self.filters,)} if self.bias else {})
 
     def macs(self, inputs: list[Shape], output: Shape) -> int:
         kh, kw = self.kernel_hw()
@@ -135,6 +200,7 @@ class GlobalAvgPool(LayerOp):
 
     name_prefix: ClassVar[str] = "gap"
     doc: ClassVar[str] = "global average pooling to a C-vector"
+    vectorizes: ClassVar[bool] = True
     type: Literal["global_avg_pool"] = "global_avg_pool"
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
@@ -151,6 +217,8 @@ class Dropout(LayerOp):
 
     name_prefix: ClassVar[str] = "drop"
     doc: ClassVar[str] = "dropout (training only)"
+    head_layer: ClassVar[bool] = True
+    train_only: ClassVar[bool] = True
     type: Literal["dropout"] = "dropout"
     rate: float = Field(ge=0.0, lt=1.0, description="a probability in [0, 1)")
 
@@ -158,39 +226,32 @@ class Dropout(LayerOp):
         return f"p={self.rate:g}"
 
 
-class ReLU(LayerOp):
-    name_prefix: ClassVar[str] = "relu"
-    doc: ClassVar[str] = "rectified linear unit"
-    type: Literal["relu"] = "relu"
-
-
-class LeakyReLU(LayerOp):
-    name_prefix: ClassVar[str] = "lrelu"
-    doc: ClassVar[str] = "leaky rectified linear unit"
-    type: Literal["leaky_relu"] = "leaky_relu"
-    slope: float = Field(0.01, ge=0, description="the negative slope, a number >= 0")
-
-    def describe(self) -> str:
-        return f"slope={self.slope:g}"
-
-
 class BatchNorm(LayerOp):
     """Batch normalisation over channels (or features of a flat vector)."""
 
     name_prefix: ClassVar[str] = "bn"
     doc: ClassVar[str] = "batch normalisation"
+    pointwise: ClassVar[bool] = True
+    head_layer: ClassVar[bool] = True
+    buffers: ClassVar[tuple[str, ...]] = ("running_mean", "running_var")
     type: Literal["batch_norm"] = "batch_norm"
     eps: float = Field(1e-5, gt=0, description="a small positive number")
     momentum: float = Field(0.1, gt=0, le=1, description="a number in (0, 1]")
     affine: bool = Field(True, description="true or false")
 
-    def param_count(self, inputs: list[Shape]) -> int:
-        return 2 * inputs[0][0] if self.affine else 0
+    def weights(self, inputs: list[Shape]) -> dict[str, Shape]:
+        c = (inputs[0][0],)
+        scale_shift = {"weight": c, "bias": c} if self.affine else {}
+        return scale_shift | {"running_mean": c, "running_var": c}
+
+    def init_rule(self) -> tuple[str, dict]:
+        return ("norm", {})
 
 
 class Flatten(LayerOp):
     name_prefix: ClassVar[str] = "flatten"
     doc: ClassVar[str] = "flatten CxHxW to a vector"
+    vectorizes: ClassVar[bool] = True
     type: Literal["flatten"] = "flatten"
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
@@ -203,15 +264,17 @@ class Flatten(LayerOp):
         return (1, 1, 1, 1)
 
 
-class Linear(LayerOp):
+class Linear(_Activated):
     """Fully connected layer on a flat vector."""
 
     name_prefix: ClassVar[str] = "fc"
     doc: ClassVar[str] = "fully connected layer"
+    width_field: ClassVar[str | None] = "units"
+    head_layer: ClassVar[bool] = True
     type: Literal["linear"] = "linear"
     units: PosInt = Field(description="a positive integer (output features)")
     bias: bool = Field(True, description="true or false")
-    activation: Activation = Field("none", description="relu, leaky_relu or none")
+    activation: FusedActivation = Field("none", description=_ACTIVATION_TEXT)
     slope: float = Field(0.01, ge=0, description="the leaky_relu negative slope, a number >= 0")
     init: Init = Field("he", description="he, xavier, gaussian or torch")
     init_std: float = Field(0.01, gt=0, description="the gaussian init's standard deviation (> 0)")
@@ -225,8 +288,9 @@ class Linear(LayerOp):
             )
         return (self.units,)
 
-    def param_count(self, inputs: list[Shape]) -> int:
-        return inputs[0][0] * self.units + (self.units if self.bias else 0)
+    def weights(self, inputs: list[Shape]) -> dict[str, Shape]:
+        entries = {"weight": (self.units, inputs[0][0])}
+        return entries | ({"bias": (self.units,)} if self.bias else {})
 
     def macs(self, inputs: list[Shape], output: Shape) -> int:
         return inputs[0][0] * self.units
@@ -240,6 +304,7 @@ class Softmax(LayerOp):
 
     name_prefix: ClassVar[str] = "softmax"
     doc: ClassVar[str] = "softmax over the class axis"
+    head_layer: ClassVar[bool] = True
     type: Literal["softmax"] = "softmax"
 
 
@@ -274,6 +339,7 @@ class Concat(LayerOp):
 
     name_prefix: ClassVar[str] = "concat"
     doc: ClassVar[str] = "channel concatenation of branches"
+    joins_channels: ClassVar[bool] = True
     min_inputs: ClassVar[int] = 2
     max_inputs: ClassVar[int] = 64
     type: Literal["concat"] = "concat"
