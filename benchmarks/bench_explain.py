@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from handwritten import handwritten_allcnn_c, same_weights  # benchmarks/ is on sys.path
 
-import specc_torch
+import specc
 import specc_viz
 
 SPEC = Path(__file__).resolve().parents[1] / "specs" / "allcnn_c.yaml"
@@ -128,7 +128,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = specc_torch.build(SPEC, seed=0).eval()
+    model = specc.build(SPEC, seed=0).eval()
     baseline = handwritten_allcnn_c(inplace=False).eval()
     same_weights(model, baseline)
     print(f"ALL-CNN-C, torch {torch.__version__}, {torch.get_num_threads()} thread(s), best of {args.repeats}")

@@ -3,7 +3,7 @@
     python benchmarks/bench_onnx_runtime.py                  # ALL-CNN-C, ~1-2 min
     python benchmarks/bench_onnx_runtime.py --spec specs/resnet_tiny.yaml --threads 1
 
-One set of weights (specc_torch.build, seed 0) feeds every contender; outputs are checked
+One set of weights (specc.build, seed 0) feeds every contender; outputs are checked
 to agree before anything is timed. Batch-1 latency is the median over many runs; batch-64
 throughput is images over the median time of one batch. The contenders are measured in
 interleaved rounds (A B C D, A B C D, ...) so that a neighbour's load on a shared machine
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from specc import build
 from specc_onnx import emit, to_bytes
 from specc_onnx.runtime import cpu_count, make_session
-from specc_torch import build
 from specc_torch.weights import state_dict_numpy
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Does specc add overhead? ALL-CNN-C built by `specc_torch.build` against the same network
+"""Does specc add overhead? ALL-CNN-C built by `specc.build` against the same network
 hand-written in plain PyTorch, with the same weights: training-step throughput (forward,
 backward, SGD step) at batch 128 on the CPU. Target: ratio specc / hand-written >= 0.98.
 
@@ -23,7 +23,7 @@ import torch
 from handwritten import handwritten_allcnn_c, same_weights  # benchmarks/ is on sys.path
 from torch import nn
 
-import specc_torch
+import specc
 
 SPEC = Path(__file__).resolve().parents[1] / "specs" / "allcnn_c.yaml"
 
@@ -85,7 +85,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    specc_model = specc_torch.build(SPEC, seed=args.seed)  # logits: the trailing softmax dropped
+    specc_model = specc.build(SPEC, seed=args.seed)  # logits: the trailing softmax dropped
     plain = handwritten_allcnn_c()
     same_weights(specc_model, plain)
     models = {"specc": specc_model.train(), "hand-written": plain.train()}

@@ -7,11 +7,10 @@ ONNX, trains it and explains it. The core imports neither torch nor onnx.
 
 from __future__ import annotations
 
-from specc.api import CheckResult, check, fmt, load, summary
+from specc.api import CheckResult, build, check, fmt, load, summary
 from specc.errors import Diagnostic, SourcePos, SpecError, UserError
 from specc.ir import Graph, Node
-
-__version__ = "0.1.0"
+from specc.version import __version__
 
 __all__ = [
     "CheckResult",
@@ -21,6 +20,7 @@ __all__ = [
     "SourcePos",
     "SpecError",
     "UserError",
+    "build",
     "check",
     "fmt",
     "load",
@@ -30,10 +30,10 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Heavy entry points live in the backends and are imported on first use only, so that
-    # `import specc` and `specc check` never pay for torch or onnx.
+    # Heavy entry points live above the core and are imported on first use only, so that
+    # `import specc` and `specc check` never pay for torch or onnx. (`build` imports torch
+    # when called.)
     lazy = {
-        "build": ("specc_torch", "build"),
         "explain": ("specc_viz", "explain"),
         "transform": ("specc.transforms", "transform"),
     }

@@ -1,77 +1,42 @@
 """The Python API; it mirrors the CLI. Errors a user can cause raise `SpecError`
-(located diagnostics) or `UserError` (one line)."""
+(located diagnostics) or `UserError` (one line).
+
+`load` and `check` are the core's front end (`specc.frontend`); `build` is the friendly
+front door to the PyTorch backend, which itself takes a Graph only."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from specc.emit import to_yaml
-from specc.errors import Diagnostic, SpecError
-from specc.ir import Graph
-from specc.lint import warnings as lint_warnings
-from specc.shapes import DEFAULT_MAX_ACTIVATION_BYTES, DEFAULT_MAX_PARAMS, ShapeReport, infer
-from specc.spec import load_graph, load_graph_text
+from specc.frontend import CheckResult, SpecLike, check, load
 from specc.summary import render
 
-SpecLike = "str | Path | Graph"
+if TYPE_CHECKING:
+    from specc_torch import SpeccModule
+
+__all__ = ["CheckResult", "SpecLike", "build", "check", "fmt", "load", "summary"]
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    """A shape-checked spec: the graph, its numbers and its lint warnings."""
-
-    graph: Graph
-    report: ShapeReport
-    warnings: tuple[Diagnostic, ...]
-
-
-def load(spec, overrides: list[str] | None = None) -> Graph:
-    """A spec path (or `-`), YAML text (a string containing a newline) or a Graph -> Graph."""
-    if isinstance(spec, Graph):
-        return spec
-    if isinstance(spec, str) and "\n" in spec:
-        return load_graph_text(spec, "<string>", overrides)
-    return load_graph(spec, overrides)
-
-
-def check(
-    spec,
-    overrides: list[str] | None = None,
-    *,
-    strict: bool = False,
-    max_params: int = DEFAULT_MAX_PARAMS,
-    max_activation_bytes: int = DEFAULT_MAX_ACTIVATION_BYTES,
-) -> CheckResult:
-    """Validate and shape-check a spec; `strict` turns lint warnings into errors."""
-    try:
-        graph = load(spec, overrides)
-    except SpecError as exc:
-        raise SpecError(_with_shape_errors(exc)) from None
-    report = infer(graph, max_params=max_params, max_activation_bytes=max_activation_bytes)
-    found = tuple(lint_warnings(graph, report))
-    if strict and found:
-        raise SpecError([Diagnostic(d.pos, d.path, d.message, d.label, "error") for d in found])
-    return CheckResult(graph, report, found)
-
-
-def _with_shape_errors(exc: SpecError) -> list[Diagnostic]:
-    """Add the shape errors of the part of a spec that validated, so that one run reports all."""
-    found = list(exc.diagnostics)
-    if exc.partial is not None:
-        try:
-            infer(exc.partial, check_classes=False)
-        except SpecError as shape_exc:
-            found += [d for d in shape_exc.diagnostics if d.path != "layers"]
-        except Exception:  # noqa: BLE001 - a broken partial graph (e.g. a cycle) adds nothing
-            pass
-    return sorted(found, key=lambda d: (d.pos.file, d.pos.line, d.pos.col))
-
-
-def summary(spec, overrides: list[str] | None = None) -> str:
+def summary(spec: SpecLike, overrides: list[str] | None = None) -> str:
     """The summary table of a spec as text."""
     return render(check(spec, overrides).report)
 
 
-def fmt(spec, overrides: list[str] | None = None) -> str:
+def fmt(spec: SpecLike, overrides: list[str] | None = None) -> str:
     """Canonical YAML of a spec."""
     return to_yaml(check(spec, overrides).graph)
+
+
+def build(
+    spec: SpecLike, *, seed: int | None = 0, output: str = "logits", overrides: list[str] | None = None
+) -> SpeccModule:
+    """A spec (path, YAML text or Graph) -> an initialised `specc_torch.SpeccModule` on the CPU.
+
+    `seed`: the weights' seed (None: nondeterministic); the global RNG is never touched.
+    `output`: "logits" drops a trailing softmax (for CrossEntropyLoss), "probs" keeps it.
+    `overrides`: `--set`-style "key=value" strings. Raises `SpecError` for an invalid spec.
+    Imports torch on first use."""
+    import specc_torch
+
+    return specc_torch.build(load(spec, overrides), seed=seed, output=output)

@@ -11,8 +11,8 @@ import argparse
 import importlib
 import sys
 
-from specc import __version__
 from specc.errors import SpecError, UserError
+from specc.version import __version__
 
 # Subcommand modules, in the order `specc --help` lists them.
 COMMANDS = (

@@ -35,7 +35,7 @@ def layer_dict(graph: Graph, node: Node, previous: str) -> dict:
     """The canonical mapping of one layer."""
     out: dict = {"name": node.name, "type": node.type}
     if node.inputs != (previous,):
-        out["inputs"] = list(node.inputs) if len(node.inputs) > 1 else node.inputs[0]
+        out["inputs"] = node.inputs[0] if len(node.inputs) == 1 else list(node.inputs)
     spec_defaults = graph.defaults.get(node.type, {})
     fields = type(node.op).model_fields
     ordered = [f for f in _FIRST if f in fields] + [f for f in fields if f not in _FIRST]

@@ -110,22 +110,22 @@ def expand(items, keypath: tuple, where: _Positions, sink: DiagnosticSink, env: 
         if "repeat" in item:
             out.extend(_expand_repeat(item, kp, where, sink, env))
         else:
-            item = _substitute(item, env, pos, path, sink)
-            params = {k: v for k, v in item.items() if k not in ENTRY_KEYS}
+            layer: dict[str, Any] = {k: _substitute(v, env, pos, path, sink) for k, v in item.items()}
+            params = {k: v for k, v in layer.items() if k not in ENTRY_KEYS}
             out.append(
                 Entry(
-                    name=item.get("name"),
-                    type=item.get("type"),
+                    name=layer.get("name"),
+                    type=layer.get("type"),
                     params=params,
-                    inputs=item.get("inputs"),
+                    inputs=layer.get("inputs"),
                     pos=pos,
                     path=path,
-                    value_pos={k: where.value(kp + (k,)) for k in item},
-                    key_pos={k: where.key(kp + (k,)) for k in item},
+                    value_pos={k: where.value(kp + (k,)) for k in layer},
+                    key_pos={k: where.key(kp + (k,)) for k in layer},
                 )
             )
         if len(out) > MAX_EXPANDED:
-            sink.error(pos, path, f"more than {MAX_EXPANDED} layers after repeat expansion — refusing")
+            sink.error(pos, path, f"{len(out):,} layers after repeat expansion exceed the limit of {MAX_EXPANDED:,}")
             return out
     return out
 
@@ -138,9 +138,22 @@ def _expand_repeat(item: dict, kp: tuple, where: _Positions, sink: DiagnosticSin
                 where.key(kp + (key,)), path, f"unknown key '{key}' in a repeat block{did_you_mean(key, REPEAT_KEYS)}"
             )
     times = _substitute(item["repeat"], env, where.value(kp), path, sink)
-    if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_EXPANDED:
+    if not isinstance(times, int) or isinstance(times, bool) or times < 1:
         sink.error(
             where.value(kp + ("repeat",)), path, f"repeat = {times!r} is not valid — expected a positive integer"
+        )
+        return []
+    if times > MAX_EXPANDED:
+        sink.error(where.value(kp + ("repeat",)), path, f"repeat: {times:,} exceeds the limit of {MAX_EXPANDED:,}")
+        return []
+    # Refuse a bomb from the counts, before expanding anything (1000 x 1000 would build a
+    # million entries first).
+    inner = _count_layers(item.get("layers"), env)
+    if times * inner > MAX_EXPANDED:
+        sink.error(
+            where.value(kp + ("repeat",)),
+            path,
+            f"repeat: {times:,} x {inner:,} layers = {times * inner:,} exceeds the limit of {MAX_EXPANDED:,} layers",
         )
         return []
     variables = item.get("vars") or {}
@@ -164,6 +177,26 @@ def _expand_repeat(item: dict, kp: tuple, where: _Positions, sink: DiagnosticSin
         scope = {**env, "i": it + 1, **{k: v[it] for k, v in variables.items()}}
         out.extend(expand(item["layers"], kp + ("layers",), where, sink, scope))
     return out
+
+
+def _count_layers(items, env: dict) -> int:
+    """How many layers `items` expand to, from the repeat counts alone (a count that is not a
+    literal or a known variable counts once: its own error comes when it is expanded)."""
+    if not isinstance(items, list):
+        return 0
+    total = 0
+    for item in items:
+        if isinstance(item, dict) and "repeat" in item:
+            times = item["repeat"]
+            if isinstance(times, str) and times.startswith("$"):
+                times = env.get(times.strip("${}"), 1)
+            times = times if isinstance(times, int) and not isinstance(times, bool) and times > 0 else 1
+            total += times * _count_layers(item.get("layers"), env)
+        else:
+            total += 1
+        if total > MAX_EXPANDED:  # enough to refuse; stop before the numbers grow huge
+            return total
+    return total
 
 
 def assign_names(entries: list[Entry]) -> None:

@@ -5,24 +5,21 @@ from __future__ import annotations
 
 from specc.errors import Diagnostic
 from specc.ir import INPUT, Graph, Node
-from specc.ops import (
-    AvgPool,
-    Conv,
-    Dropout,
-    Flatten,
-    GlobalAvgPool,
-    LeakyReLU,
-    Linear,
-    MaxPool,
-    ReLU,
-    Softmax,
-    _window_out,
-    _Windowed,
-)
+from specc.ops import AvgPool, LayerOp, MaxPool, _window_out, _Windowed
 from specc.shapes import ShapeReport
 
-# Layers that pass class scores through unchanged in kind (so a ReLU before them still clips).
-_SCORE_PASSTHROUGH = (Softmax, GlobalAvgPool, Flatten, Dropout)
+
+def _keeps_scores(op: LayerOp) -> bool:
+    """Passes class scores on unchanged in kind, so a ReLU before it still clips them: a
+    softmax, a layer turning a map of scores into a vector (global pooling, flatten), a layer
+    that does nothing in inference (dropout)."""
+    return op.makes_probabilities or op.vectorizes or op.train_only
+
+
+def _rectifies(op: LayerOp) -> bool:
+    """A rectifier, or a layer with a fused rectifier (`conv ... activation: relu`)."""
+    fused = op.activation_op()
+    return op.rectifier or (fused is not None and fused.rectifier)
 
 
 def warnings(graph: Graph, report: ShapeReport) -> list[Diagnostic]:
@@ -43,12 +40,9 @@ def _warn(node: Node, message: str) -> Diagnostic:
 
 def _relu_on_scores(graph: Graph) -> list[Diagnostic]:
     node = graph.output
-    while isinstance(node.op, _SCORE_PASSTHROUGH) and node.inputs[0] != INPUT:
+    while _keeps_scores(node.op) and node.inputs[0] != INPUT:
         node = graph.node(node.inputs[0])
-    rectified = isinstance(node.op, (ReLU, LeakyReLU)) or (
-        isinstance(node.op, (Conv, Linear)) and node.op.activation != "none"
-    )
-    if not rectified:
+    if not _rectifies(node.op):
         return []
     return [
         _warn(
@@ -60,14 +54,14 @@ def _relu_on_scores(graph: Graph) -> list[Diagnostic]:
 
 
 def _dropout_before_batch_norm(graph: Graph, node: Node) -> list[Diagnostic]:
-    if node.type != "batch_norm":
+    if not node.op.normalizes:
         return []
     src = node.inputs[0]
-    if src != INPUT and isinstance(graph.node(src).op, Dropout):
+    if src != INPUT and graph.node(src).op.train_only:
         return [
             _warn(
                 node,
-                f"batch_norm right after dropout '{src}': its running statistics are collected on"
+                f"{node.type} right after {graph.node(src).type} '{src}': its running statistics are collected on"
                 " dropped-out activations in training but applied to full ones in eval (variance shift)"
                 " — put dropout after the normalisation",
             )
@@ -97,6 +91,8 @@ def _border_drop(node: Node, report: ShapeReport) -> list[Diagnostic]:
         node.op.pads(),
         out_shape[1:],
     ):
+        if k < s:
+            continue  # windows skip rows everywhere (a 1x1 stride-2 shortcut): the border is no different
         last_covered = (o - 1) * s - p + k - 1
         dropped = size - 1 - last_covered
         if dropped > 0:
@@ -119,10 +115,14 @@ def _rounding(node: Node, report: ShapeReport) -> list[Diagnostic]:
     in_shape = _geometry(node, report)
     if in_shape is None:
         return []
-    _, h, _ = in_shape
-    (k, _), (s, _), (p, _) = node.op.kernel_hw(), node.op.stride_hw(), node.op.pads()
-    floor_size, _ = _window_out(h, k, s, 2 * p, 1, False)
-    ceil_size, _ = _window_out(h, k, s, 2 * p, 1, True)
+    _, h, w = in_shape
+    (kh, kw), (sh, sw), (ph, pw) = node.op.kernel_hw(), node.op.stride_hw(), node.op.pads()
+    floor_size = "x".join(
+        str(_window_out(n, k, st, 2 * p, 1, False)[0]) for n, k, st, p in ((h, kh, sh, ph), (w, kw, sw, pw))
+    )
+    ceil_size = "x".join(
+        str(_window_out(n, k, st, 2 * p, 1, True)[0]) for n, k, st, p in ((h, kh, sh, ph), (w, kw, sw, pw))
+    )
     if floor_size == ceil_size:
         return []
     used, other = ("ceil", "floor") if node.op.ceil_mode else ("floor", "ceil")

@@ -53,7 +53,9 @@ def _window_out(size: int, k: int, s: int, pad_total: int, dilation: int = 1, ce
     num = size + pad_total - keff
     padtxt = f" + {pad_total}" if pad_total else ""
     if ceil:
-        out = -(-num // s) + 1 if num >= 0 else 0
+        # ceil(num / s) + 1, negative numerators included: a 3-wide window, stride 2, on 2
+        # pixels gives ceil(-1/2) + 1 = 1 window (PyTorch's and Caffe's rule; floor gives 0).
+        out = max(-(-num // s) + 1, 0)
         # Caffe/PyTorch rule: the last window must start inside the input or its left padding.
         if out > 0 and (out - 1) * s >= size + pad_total // 2:
             out -= 1
@@ -95,6 +97,12 @@ class LayerOp(BaseModel):
     fusable: ClassVar[bool] = False
     # Joins its inputs along channels (concat): the channels of the result come from several layers.
     joins_channels: ClassVar[bool] = False
+    # Normalises each channel with statistics (batch_norm): in inference a per-channel affine map,
+    # which an affine layer before it (one with a `width_field`) can absorb.
+    normalizes: ClassVar[bool] = False
+    # Turns class scores into probabilities over the class axis (softmax): what it reads is still
+    # the class scores, and backends drop it when asked for logits.
+    makes_probabilities: ClassVar[bool] = False
     # State entries of `weights()` that are statistics, not trained parameters.
     buffers: ClassVar[tuple[str, ...]] = ()
 
@@ -139,6 +147,14 @@ class LayerOp(BaseModel):
     def window(self, inputs: list[Shape]) -> tuple[int, int, int, int]:
         """(effective kernel h, w, stride h, w) for receptive-field arithmetic."""
         return (1, 1, 1, 1)
+
+    def activation_op(self) -> LayerOp | None:
+        """A fused activation as a standalone layer; None (layers without one)."""
+        return None
+
+    def without_activation(self) -> LayerOp:
+        """The layer with its fused activation taken off (itself when it has none)."""
+        return self
 
     def pads(self) -> tuple[int, int]:
         """Symmetric padding per side (height, width) of a sliding window; none by default."""

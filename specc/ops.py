@@ -59,6 +59,28 @@ class LeakyReLU(LayerOp):
         return f"slope={self.slope:g}"
 
 
+class PReLU(LayerOp):
+    """Parametric ReLU: max(0, x) + a * min(0, x), with the negative slope `a` learned, one
+    per channel (or feature) or one shared by all (He et al. 2015)."""
+
+    name_prefix: ClassVar[str] = "prelu"
+    doc: ClassVar[str] = "parametric ReLU (learned negative slope)"
+    pointwise: ClassVar[bool] = True
+    head_layer: ClassVar[bool] = True
+    type: Literal["prelu"] = "prelu"
+    shared: bool = Field(False, description="true for one slope shared by all channels, false for one per channel")
+    init_slope: float = Field(0.25, description="the slopes' initial value, a number (PyTorch's default 0.25)")
+
+    def weights(self, inputs: list[Shape]) -> dict[str, Shape]:
+        return {"weight": (1 if self.shared else inputs[0][0],)}
+
+    def init_rule(self) -> tuple[str, dict]:
+        return ("constant", {"value": self.init_slope})
+
+    def describe(self) -> str:
+        return "shared slope" if self.shared else "slope per channel"
+
+
 # The activations a conv/linear layer may fuse, by name. A fused activation takes its
 # parameters from the layer's fields of the same name (`slope`).
 FUSABLE: dict[str, type[LayerOp]] = {cls.kind: cls for cls in (ReLU, LeakyReLU)}
@@ -166,7 +188,7 @@ class _Pool(_Windowed):
                 f"padding {ph}x{pw} is more than half the {_dims(kh, kw)} kernel"
                 " — pooling windows would see only padding"
             )
-        if kh > h + 2 * ph or kw > w + 2 * pw:
+        if not self.ceil_mode and (kh > h + 2 * ph or kw > w + 2 * pw):
             raise ShapeError(
                 f"{_dims(kh, kw)} {self.kind} is larger than its {_dims(h, w)} input"
                 f"{' (padded ' + _dims(h + 2 * ph, w + 2 * pw) + ')' if ph or pw else ''}"
@@ -233,6 +255,7 @@ class BatchNorm(LayerOp):
     doc: ClassVar[str] = "batch normalisation"
     pointwise: ClassVar[bool] = True
     head_layer: ClassVar[bool] = True
+    normalizes: ClassVar[bool] = True
     buffers: ClassVar[tuple[str, ...]] = ("running_mean", "running_var")
     type: Literal["batch_norm"] = "batch_norm"
     eps: float = Field(1e-5, gt=0, description="a small positive number")
@@ -305,6 +328,7 @@ class Softmax(LayerOp):
     name_prefix: ClassVar[str] = "softmax"
     doc: ClassVar[str] = "softmax over the class axis"
     head_layer: ClassVar[bool] = True
+    makes_probabilities: ClassVar[bool] = True
     type: Literal["softmax"] = "softmax"
 
 
@@ -364,6 +388,7 @@ OPS: dict[str, type[LayerOp]] = {
         Dropout,
         ReLU,
         LeakyReLU,
+        PReLU,
         BatchNorm,
         Flatten,
         Linear,

@@ -11,7 +11,7 @@ from specc.spec import SpecHeader
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def _op_schema(cls, required: bool) -> dict:
+def _op_schema(cls, required: bool) -> tuple[dict, dict]:
     schema = cls.model_json_schema()
     defs = schema.pop("$defs", {})
     props = copy.deepcopy(schema.get("properties", {}))

@@ -126,9 +126,13 @@ def resolve(located: yamlsrc.Located, chain: tuple[str, ...] = ()) -> RawSpec:
     if len(chain) >= MAX_BASE_DEPTH:
         raise SpecError(Diagnostic(located.pos(("base",)), "base", f"more than {MAX_BASE_DEPTH} levels of base:"))
     if not base_path.is_file():
-        raise SpecError(
-            Diagnostic(located.pos(("base",)), "base", f"no such file '{base_ref}' (looked for {base_path})")
-        )
+        if not base_path.exists():
+            why = f"no such file '{base_ref}' (looked for {base_path})"
+        elif base_path.is_dir():
+            why = f"'{base_ref}' is a directory — expected a spec file"
+        else:
+            why = f"'{base_ref}' is a special file (device, FIFO or socket) — expected a spec file"
+        raise SpecError(Diagnostic(located.pos(("base",)), "base", why))
     display = os.path.relpath(base_path) if not os.path.isabs(located.file) else str(base_path)
     text, _ = yamlsrc.read_source(base_path)
     base = resolve(yamlsrc.load_text(text, display), chain + (str(base_path),))
@@ -167,15 +171,15 @@ def apply_overrides(raw: RawSpec, overrides: list[str]) -> None:
         try:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError as exc:
-            raise UserError(f"--set {assignment}: value is not valid YAML ({exc.problem})") from None
+            raise UserError(f"--set {assignment}: value is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
         parts = key.strip().split(".")
         if parts[0] == "layers" and len(parts) == 3 and not parts[1].isdigit():
             raw.patches.append(Patch(parts[1], parts[2], value, pos))
             continue
-        target = raw.data
+        target: Any = raw.data
         path: tuple = ()
         for part in parts[:-1]:
-            step = int(part) if part.isdigit() and isinstance(target, list) else part
+            step: Any = int(part) if part.isdigit() and isinstance(target, list) else part
             path += (step,)
             try:
                 if isinstance(target, dict) and step not in target:
@@ -183,7 +187,7 @@ def apply_overrides(raw: RawSpec, overrides: list[str]) -> None:
                 target = target[step]
             except (IndexError, KeyError, TypeError):
                 raise UserError(f"--set {assignment}: no such key path '{key}' in the spec") from None
-        last = int(parts[-1]) if parts[-1].isdigit() and isinstance(target, list) else parts[-1]
+        last: Any = int(parts[-1]) if parts[-1].isdigit() and isinstance(target, list) else parts[-1]
         try:
             target[last] = value
         except (IndexError, TypeError):
@@ -234,7 +238,7 @@ def graph_from_raw(raw: RawSpec) -> Graph:
 
 def _check_train(raw: RawSpec, sink: DiagnosticSink) -> None:
     """The `train:` recipe is validated with the spec, so `specc check` locates its errors too."""
-    from specc.train.config import check_train  # pydantic only: keeps `specc check` instant
+    from specc.train_schema import check_train  # built on first use: a spec without train: skips it
 
     where = raw.where()
     sink.diagnostics.extend(

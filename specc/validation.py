@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -30,7 +31,7 @@ def diagnostics_from(
     key path of the validated mapping (`layers[5]`), `what` names it in messages (`conv`).
     """
     fields = model.model_fields
-    grouped: dict[tuple, list[dict]] = {}
+    grouped: dict[tuple, list[Any]] = {}
     for err in exc.errors():
         loc = tuple(err["loc"])
         # Union errors add the branch name to loc (`kernel.int`, `kernel.tuple[...]`): fold them.
@@ -82,7 +83,7 @@ def _is_nested_model(annotation) -> bool:
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    current = model
+    current: Any = model  # a BaseModel class (`_is_nested_model` checked each step)
     for part in loc:
         f = current.model_fields.get(part) if isinstance(part, str) else None
         if f is None or not _is_nested_model(f.annotation):
@@ -92,7 +93,7 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
 
 
 def _description(model: type[BaseModel], loc: tuple) -> str:
-    current = model
+    current: Any = model  # a BaseModel class (`_is_nested_model` checked each step)
     for part in loc:
         if not isinstance(part, str) or part not in current.model_fields:
             return ""

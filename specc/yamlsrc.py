@@ -9,6 +9,8 @@ can point at the exact node.
 
 from __future__ import annotations
 
+import math
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,12 @@ from specc.errors import Diagnostic, SourcePos, SpecError, UserError
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
+MAX_DEPTH = 64  # nesting of mappings and lists; a spec needs a handful
+
+# Scalar tags a spec may hold. A timestamp (`2024-01-01`) is read as the text it is; any
+# other tag (`!!binary`, `!!python/...`, custom `!tags`) is refused.
+_SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "str")}
+_TEXT_TAGS = {"tag:yaml.org,2002:timestamp"}
 
 KeyPath = tuple  # tuple[str | int, ...]
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
@@ -50,6 +58,40 @@ class Located:
 
 def _mark(file: str, mark) -> SourcePos:
     return SourcePos(file, mark.line + 1, mark.column + 1)
+
+
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """PyYAML composes nested nodes recursively: refuse deep nesting before Python's stack
+    runs out (a RecursionError), at the node that goes too deep."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"nesting deeper than {MAX_DEPTH} levels exceeds the limit", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _reader_error(file: str, text: str, exc: yaml.reader.ReaderError) -> SpecError:
+    """A located error for a character YAML does not allow (NUL and other control bytes)."""
+    before = text[: max(exc.position, 0)]
+    line = before.count("\n") + 1
+    col = len(before) - (before.rfind("\n") + 1) + 1
+    code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+    return SpecError(
+        Diagnostic(
+            SourcePos(file, line, col),
+            "",
+            f"YAML: control character U+{code:04X} is not allowed — expected printable text",
+        )
+    )
 
 
 class _Builder:
@@ -101,7 +143,29 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
-        return self.loader.construct_object(node)
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.ScalarNode, path: KeyPath) -> object:
+        if node.tag in _TEXT_TAGS:
+            return node.value
+        if node.tag not in _SCALAR_TAGS:
+            raise SpecError(
+                Diagnostic(
+                    _mark(self.file, node.start_mark),
+                    _format_path(path),
+                    f"YAML: tag not allowed (plain YAML only): '{node.tag}'",
+                )
+            )
+        value = self.loader.construct_object(node)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(
+                Diagnostic(
+                    _mark(self.file, node.start_mark),
+                    _format_path(path),
+                    f"{node.value} is not a finite number — expected a number (quote it for text)",
+                )
+            )
+        return value
 
 
 def _format_path(path: KeyPath) -> str:
@@ -121,7 +185,10 @@ def load_text(text: str, file: str) -> Located:
     """Parse YAML text; errors become a located `SpecError`."""
     if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
         raise UserError(f"{file}: spec is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB — refusing")
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = _DepthLimitedLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(file, text, exc) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -137,6 +204,8 @@ def load_text(text: str, file: str) -> Located:
                 "could not determine a constructor for the tag", "tag not allowed (plain YAML only):"
             )
         raise SpecError(Diagnostic(pos, "", f"YAML: {problem}")) from None
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(file, text, exc) from None
     except yaml.YAMLError as exc:
         raise SpecError(Diagnostic(SourcePos(file, 1, 1), "", f"YAML: {exc}")) from None
     finally:
@@ -152,19 +221,33 @@ def read_source(source: str | Path) -> tuple[str, str]:
     else:
         path = Path(source)
         name = str(source)
-        if not path.exists():
-            raise UserError(f"{name}: no such file")
-        if path.is_dir():
-            raise UserError(f"{name}: is a directory, expected a YAML spec file")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise UserError(f"{name}: spec is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB — refusing")
-        data = path.read_bytes()
+        data = read_regular_file(path, MAX_FILE_BYTES + 1, "a YAML spec file")
     if len(data) > MAX_FILE_BYTES:
         raise UserError(f"{name}: spec is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB — refusing")
     try:
         return data.decode("utf-8"), name
     except UnicodeDecodeError as exc:
         raise UserError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+
+
+def read_regular_file(path: Path, limit: int, what: str) -> bytes:
+    """At most `limit` bytes of a regular file; a one-line UserError for a missing file, a
+    directory or a special file (a FIFO would block, /dev/zero never end)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UserError(f"{path}: is a directory, expected {what}")
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(f"{path}: is a special file (device, FIFO or socket), expected {what}")
+    try:
+        with path.open("rb") as f:
+            return f.read(limit)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
 def load(source: str | Path) -> Located:

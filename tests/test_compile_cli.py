@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import torch
 
+from specc import build
 from specc.cli import main
 from specc_onnx.runtime import make_session, read_metadata
-from specc_torch import build
 from specc_torch.weights import checkpoint_payload, save_checkpoint
 
 CPU = ["CPUExecutionProvider"]  # parity is defined on the CPU provider (CUDA may use TF32)

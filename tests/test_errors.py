@@ -35,7 +35,7 @@ CASES = {
         HEAD + "layers:\n  - {filters: 3}\n",
         [
             "spec.yaml:5:5: layers[0] (layer1): missing 'type' — expected one of conv, max_pool, avg_pool,"
-            " global_avg_pool, dropout, relu, leaky_relu, batch_norm, flatten, linear, softmax, add, concat"
+            " global_avg_pool, dropout, relu, leaky_relu, prelu, batch_norm, flatten, linear, softmax, add, concat"
         ],
     ),
     "bad value": (

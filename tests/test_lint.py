@@ -30,13 +30,19 @@ def test_standalone_relu_on_scores():
 
 
 def test_dropout_before_batch_norm():
-    text = HEAD + "  - {type: dropout, rate: 0.5}\n  - {type: batch_norm}\n  - {type: conv, filters: 4, kernel: 1}\n  - {type: global_avg_pool}\n"
+    text = (
+        HEAD
+        + "  - {type: dropout, rate: 0.5}\n  - {type: batch_norm}\n  - {type: conv, filters: 4, kernel: 1}\n  - {type: global_avg_pool}\n"
+    )
     (line,) = messages(text)
     assert line.startswith("<string>:6:5: warning: layers[1] (bn1): batch_norm right after dropout 'drop1'")
 
 
 def test_border_drop():
-    text = HEAD.replace("size: 8", "size: 9") + "  - {type: conv, filters: 4, kernel: 2, stride: 2}\n  - {type: global_avg_pool}\n"
+    text = (
+        HEAD.replace("size: 8", "size: 9")
+        + "  - {type: conv, filters: 4, kernel: 2, stride: 2}\n  - {type: global_avg_pool}\n"
+    )
     (line,) = messages(text)
     assert line == (
         "<string>:5:5: warning: layers[0] (conv1): never sees the last 1 rows (windows of 2, stride 2, padding 0"
@@ -49,14 +55,25 @@ def test_rounding_convention_of_pools():
     report = specc.check(SPECS / "model_c.yaml")
     rounding = [w for w in report.warnings if "rounding" in w.message]
     assert [w.label for w in rounding] == ["pool1", "pool2"]
-    assert "floor gives 16, ceil gives 17" in rounding[0].message
+    assert "floor gives 16x16, ceil gives 17x17" in rounding[0].message
 
 
 def test_unused_branch():
-    text = HEAD + "  - {name: side, type: relu}\n  - {type: conv, filters: 4, kernel: 1, inputs: input}\n  - {type: global_avg_pool}\n"
+    text = (
+        HEAD
+        + "  - {name: side, type: relu}\n  - {type: conv, filters: 4, kernel: 1, inputs: input}\n  - {type: global_avg_pool}\n"
+    )
     (line,) = messages(text)
     assert "layers[0] (side): output is never used" in line
 
 
 def test_clean_spec_has_no_warnings():
     assert specc.check(SPECS / "allcnn_c.yaml", ["layers.conv9.activation=none"]).warnings == ()
+
+
+def test_strided_1x1_projection_is_not_a_border_drop():
+    """A 1x1 stride-2 shortcut (ResNet's projection) skips every other row by design: the last
+    row is no different from the others, so no "never sees the last rows" warning."""
+    text = HEAD.replace("size: 8", "size: 56") if "size: 8" in HEAD else HEAD
+    text += "  - {type: conv, filters: 4, kernel: 1, stride: 2}\n  - {type: global_avg_pool}\n"
+    assert not [m for m in messages(text) if "never sees" in m]

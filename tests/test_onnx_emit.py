@@ -14,8 +14,8 @@ import specc_onnx
 from specc.emit import spec_hash
 from specc.errors import UserError
 from specc.ops import OPS
+from specc.transforms.fold_batch_norm import why_not_foldable
 from specc_onnx import OP_TABLE, emit, fold_batch_norm, random_weights, save, to_bytes, verify
-from specc_onnx.fold import why_not_foldable
 from specc_onnx.metadata import decode_arrays, encode_arrays
 from specc_onnx.runtime import make_session, read_metadata
 

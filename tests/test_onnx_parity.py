@@ -16,11 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import specc
+from specc import build
 from specc.errors import UserError
 from specc.ops import OPS, ShapeError
 from specc_onnx import emit, layer_values, to_bytes, verify
 from specc_onnx.runtime import make_session
-from specc_torch import TORCH_OPS, build
+from specc_torch import TORCH_OPS
 from specc_torch.codegen import generate
 from specc_torch.weights import state_dict_numpy
 
@@ -78,10 +79,44 @@ def test_onnxruntime_matches_torch_on_every_spec(path):
     np.testing.assert_allclose(ort_run(model, x), torch_run(module, x), atol=TOLERANCE, rtol=0)
 
 
+def randomise_biases(module, seed: int) -> None:
+    """Non-zero biases (initialisation leaves them 0), so the folded bias is really tested."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for sub in module.modules():
+            if isinstance(sub, (torch.nn.Conv2d, torch.nn.Linear)) and sub.bias is not None:
+                sub.bias.copy_(torch.randn(sub.bias.shape, generator=g) * 0.5)
+
+
+# Every kind of fold: a conv with its own bias, a grouped strided conv without one followed by
+# two batch_norms in a row (the second without scale and shift), linear layers and flat
+# batch_norms, a batch_norm as the last layer.
+FOLD_CHAIN = """
+name: fold_chain
+input: {channels: 3, size: 8}
+classes: 5
+layers:
+  - {name: c1, type: conv, filters: 6, kernel: 3, padding: same}
+  - {name: c1_bn, type: batch_norm}
+  - {type: relu}
+  - {name: c2, type: conv, filters: 6, kernel: 3, groups: 3, stride: 2, bias: false}
+  - {name: c2_bn, type: batch_norm}
+  - {name: c2_bn2, type: batch_norm, affine: false}
+  - {type: flatten}
+  - {name: fc1, type: linear, units: 7}
+  - {type: batch_norm}
+  - {type: leaky_relu, slope: 0.1}
+  - {name: fc2, type: linear, units: 5}
+  - {type: batch_norm, eps: 0.01}
+"""
+
+
+@pytest.mark.parametrize("spec", ["resnet_tiny", "fold_chain"])
 @pytest.mark.parametrize("fold", [True, False], ids=["folded", "no-fold"])
-def test_batch_norm_parity_folded_and_not(fold):
-    module = build(SPECS[0].parent / "resnet_tiny.yaml", seed=3)
+def test_batch_norm_parity_folded_and_not(fold, spec):
+    module = build(FOLD_CHAIN if spec == "fold_chain" else SPECS[0].parent / f"{spec}.yaml", seed=3)
     randomise_batch_norm(module, 4)
+    randomise_biases(module, 5)
     model = emit(module.graph, state_dict_numpy(module), fold_bn=fold)
     has_bn = any(n.op_type == "BatchNormalization" for n in model.graph.node)
     assert has_bn is not fold
@@ -221,7 +256,7 @@ def test_random_specs_agree_layer_by_layer(text, fold):
     results = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": x.numpy()})))
     for layer, value in values.items():
         assert results[value].shape == (2, *shapes[layer]), layer
-    live = [s.name for s in module.steps]
+    live = sorted({s.layer for s in module.steps})
     with torch.inference_mode():
         out, captured = module.eval()(x, capture=live)
     for name, tensor in captured.items():

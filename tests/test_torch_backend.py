@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from specc_torch import TORCH_OPS, build
 
 import specc
+import specc_torch
+from specc import build
 from specc.errors import SpecError
 from specc.ops import OPS
+from specc_torch import TORCH_OPS
 
 ROOT = Path(__file__).resolve().parents[1]
 ALLCNN_C = ROOT / "specs" / "allcnn_c.yaml"
@@ -285,5 +287,11 @@ layers:
         build(text)
 
 
-def test_specc_build_is_the_backend_build():
-    assert specc.build is build
+def test_the_backend_builds_a_graph_and_the_api_builds_a_spec():
+    """Backends take a Graph (layering: they never import the API); `specc.build` loads first."""
+    graph = specc.load(ALLCNN_C)
+    from_graph, from_path = specc_torch.build(graph, seed=4), specc.build(ALLCNN_C, seed=4)
+    assert from_graph.graph == from_path.graph
+    assert all(torch.equal(a, b) for a, b in zip(from_graph.state_dict().values(), from_path.state_dict().values()))
+    with pytest.raises(TypeError, match=r"takes a Graph, not str: use specc.build\(spec\)"):
+        specc_torch.build(str(ALLCNN_C))

@@ -13,12 +13,12 @@ import torch
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from specc_torch import build
-from specc_torch.codegen import generate
 
 import specc
+from specc import build
 from specc.errors import SpecError
 from specc.shapes import infer
+from specc_torch.codegen import generate
 
 _DIR = Path(tempfile.mkdtemp(prefix="specc_hypothesis_"))
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from specc_torch import build
-from specc_torch.codegen import class_name_for, generate
 
+from specc import build
 from specc.emit import spec_hash
 from specc.shapes import infer
+from specc_torch.codegen import class_name_for, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(ROOT.glob("specs/*.yaml"))
@@ -94,7 +94,7 @@ def test_generated_code_is_standalone_and_bit_identical(path):
         for a in n.names
     }
     assert imports == {"__future__", "torch"}
-    first = model.steps[0].name
+    first = model.steps[0].layer
     assert spec_hash(model.graph) in source and f"# {first}: {_dims(model.shapes[first])}" in source
     cls = getattr(_load_generated(source, f"gen_{path.stem}"), class_name_for(model.graph.name))
     # The weights are overwritten below; the next test checks the generated initialisation.

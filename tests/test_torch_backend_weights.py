@@ -9,7 +9,11 @@ import threading
 import numpy as np
 import pytest
 import torch
-from specc_torch import build
+
+import specc
+from specc import build
+from specc.emit import spec_hash
+from specc.errors import UserError
 from specc_torch.weights import (
     CHECKPOINT_FORMAT,
     checkpoint_payload,
@@ -17,10 +21,6 @@ from specc_torch.weights import (
     save_checkpoint,
     state_dict_numpy,
 )
-
-import specc
-from specc.emit import spec_hash
-from specc.errors import UserError
 
 
 def _spec(name: str, first: int, tail: str = "conv") -> str:
@@ -90,7 +90,7 @@ def test_a_failed_save_leaves_the_old_checkpoint_and_no_temporary(tmp_path):
 
 def test_missing_directory_and_corrupt_files_are_one_line_errors(tmp_path):
     graph = specc.load(TINY_A)
-    cases = {tmp_path / "nope.pt": "no such checkpoint file", tmp_path: "is a directory, not a checkpoint file"}
+    cases = {tmp_path / "nope.pt": "no such file", tmp_path: "is a directory, not a checkpoint file"}
     good = tmp_path / "good.pt"
     save_checkpoint(good, checkpoint_payload(build(TINY_A)))
     truncated, garbage = tmp_path / "truncated.pt", tmp_path / "garbage.pt"

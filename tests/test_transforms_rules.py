@@ -22,6 +22,7 @@ GOLDEN_CASES = {
     "model_c.classes_100": ("model_c", {"classes": 100}),
     "model_c.input_1x28x28": ("model_c", {"input": "1x28x28"}),
     "resnet_tiny.fc_to_conv": ("resnet_tiny", {"fc_to_conv": True}),
+    "resnet_tiny.fold_batch_norm": ("resnet_tiny", {"fold_batch_norm": True}),
 }
 
 

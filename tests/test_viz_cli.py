@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 import specc
-import specc_torch
 from specc.cli import main
 from specc_torch.weights import checkpoint_payload, save_checkpoint
 from specc_viz import explain
@@ -61,7 +60,7 @@ def test_images_units_and_all_methods(tmp_path, write_spec, image_file, capsys):
     manifest = json.loads((tmp_path / "maps.json").read_text())
     assert manifest["units"] == [["c3", "c1@2,2"]] * 2 and manifest["arrays"]["deconvnet"] == "maps.deconvnet.npy"
     # The arrays are explain()'s maps of the image as the CLI prepared it (pixels / 255).
-    model = specc_torch.build(spec, seed=0)
+    model = specc.build(spec, seed=0)
     with Image.open(image_file) as im:
         pixels = np.asarray(im.resize((16, 16), Image.Resampling.BILINEAR), dtype=np.float32).transpose(2, 0, 1)
     x = torch.from_numpy(pixels[None] / 255.0)
@@ -72,7 +71,7 @@ def test_images_units_and_all_methods(tmp_path, write_spec, image_file, capsys):
 def test_class_and_top_units_with_a_checkpoint(tmp_path, write_spec, image_file):
     spec = write_spec(NET)
     ckpt = tmp_path / "run.pt"
-    model = specc_torch.build(spec, seed=5)
+    model = specc.build(spec, seed=5)
     pre = {
         "format": 1,
         "kind": "normalize",
@@ -138,7 +137,7 @@ def test_no_image_deconvnet(tmp_path, write_spec):
     maps = np.load(tmp_path / "blank.deconvnet.npy")
     assert maps.shape == (2, 3, 16, 16)
     # From a zero input a c1 unit at the centre (8, 8) reconstructs its own 3x3 filter there.
-    weights = specc_torch.build(spec, seed=0).c1.weight.detach().numpy()
+    weights = specc.build(spec, seed=0).c1.weight.detach().numpy()
     np.testing.assert_allclose(maps[1][:, 7:10, 7:10], weights[4], atol=1e-6)
     assert np.count_nonzero(maps[1]) == np.count_nonzero(weights[4])
     with Image.open(out) as png:
@@ -158,7 +157,7 @@ def test_dataset_top_k(tmp_path, write_spec):
     from specc.train.data import synthetic
 
     images = synthetic("test", (16, 16), channels=3, classes=4).images[:40]
-    model = specc_torch.build(spec, seed=0).eval()
+    model = specc.build(spec, seed=0).eval()
     with torch.no_grad():
         acts = model(torch.from_numpy(images.astype(np.float32) / 255), stop_at="c2")[0]
     channels = [int(label[1:]) for label in manifest["units"]]
@@ -197,7 +196,7 @@ def test_receptive_box_on_a_hand_checked_case():
     assert receptive_box(graph, "c2", 1, 2) == Box(0, 9, 4, 13)
     assert receptive_box(graph, "c3", 3, 0) == Box(8, 17, -4, 5)  # a 1x1 conv adds nothing
     # The box holds every pixel a position unit's saliency can reach.
-    model = specc_torch.build(NET, seed=1)
+    model = specc.build(NET, seed=1)
     grad = explain(model, torch.rand(1, 3, 16, 16) + 0.1, layer="c2", units="0,1,2", method="deconvnet", seed="one")
     rows, cols = np.nonzero(grad[0].abs().sum(0).numpy())
     assert rows.min() >= 0 and rows.max() < 9 and cols.min() >= 4 and cols.max() < 13

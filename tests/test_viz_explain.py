@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import specc
-import specc_torch
 from specc_torch.codegen import generate
 from specc_torch.table import default_leaky_rule, default_relu_rule
 from specc_viz import METHODS, backward_rules, explain
@@ -64,7 +63,7 @@ def randomise_bn(model):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_engines_agree_on_every_layer_type(method):
-    model = randomise_bn(specc_torch.build(EVERY_OP, seed=2))
+    model = randomise_bn(specc.build(EVERY_OP, seed=2))
     x = torch.randn(2, 2, 9, 9, generator=torch.Generator().manual_seed(0))
     for layer, units in (("c2", [0, "3,1,1"]), ("fc1", [1, 4]), (None, [0, 2])):
         replay = explain(model, x, layer=layer, units=units, method=method, engine="replay")
@@ -75,7 +74,7 @@ def test_engines_agree_on_every_layer_type(method):
 
 @pytest.mark.parametrize("engine", ["replay", "autograd"])
 def test_batched_equals_one_at_a_time(engine):
-    model = randomise_bn(specc_torch.build(TINY, seed=1))
+    model = randomise_bn(specc.build(TINY, seed=1))
     x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     units = [Channel(0), Channel(5), Position(7, 1, 1), Position(2, 0, 1)]
     batched = explain(model, x, layer="c2", units=units, method="guided", engine=engine, max_rows=5, batch_size=2)
@@ -86,7 +85,7 @@ def test_batched_equals_one_at_a_time(engine):
 
 
 def test_model_is_restored_exactly():
-    model = randomise_bn(specc_torch.build(TINY, seed=0))
+    model = randomise_bn(specc.build(TINY, seed=0))
     model.train()
     model.c1.eval()  # an unusual mixed state must survive as well
     model.fc.weight.requires_grad_(False)
@@ -106,7 +105,7 @@ def test_model_is_restored_exactly():
 
 
 def test_the_pass_restores_on_error_and_keeps_an_override():
-    model = specc_torch.build(TINY)
+    model = specc.build(TINY)
 
     def mine(x):
         return torch.relu(x)
@@ -133,14 +132,14 @@ def test_a_training_step_after_explain_is_the_same_as_without():
         opt.step()
         return loss.detach(), model.state_dict()
 
-    loss_a, state_a = step(specc_torch.build(TINY, seed=4), False)
-    loss_b, state_b = step(specc_torch.build(TINY, seed=4), True)
+    loss_a, state_a = step(specc.build(TINY, seed=4), False)
+    loss_b, state_b = step(specc.build(TINY, seed=4), True)
     assert torch.equal(loss_a, loss_b)
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
 
 
 def test_generated_standalone_code_has_the_same_maps():
-    model = randomise_bn(specc_torch.build(TINY, seed=6))
+    model = randomise_bn(specc.build(TINY, seed=6))
     namespace: dict = {}
     exec(compile(generate(model.graph), "<generated>", "exec"), namespace)
     standalone = namespace["Tiny"]()
@@ -157,7 +156,7 @@ def test_generated_standalone_code_has_the_same_maps():
 
 
 def test_public_api_and_errors():
-    model = specc_torch.build(TINY)
+    model = specc.build(TINY)
     x = torch.randn(1, 3, 8, 8)
     assert specc.explain is explain
     assert explain(model, x, layer="c2", units="1,0,0").shape == (1, 3, 8, 8)

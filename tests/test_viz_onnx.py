@@ -8,11 +8,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from specc_explain_onnx import MASK_INPUT, check_explain_model, emit_explain
 from test_viz_explain import EVERY_OP, randomise_bn
 
-import specc_torch
+import specc
 from specc.cli import main
+from specc_explain_onnx import MASK_INPUT, check_explain_model, emit_explain
 from specc_onnx.runtime import read_metadata
 from specc_torch.weights import checkpoint_payload, save_checkpoint, state_dict_numpy
 from specc_viz import METHODS, explain
@@ -47,7 +47,7 @@ CASES = [(POOLED, "c2", "3"), (POOLED, "c3", "2,3,4"), (STRIDED, "c2", "1,2,2"),
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize(("spec", "layer", "unit"), CASES, ids=["pool-channel", "pool-position", "strided", "every-op"])
 def test_onnx_explain_matches_the_torch_pass(spec, layer, unit, method):
-    model = randomise_bn(specc_torch.build(spec, seed=7))
+    model = randomise_bn(specc.build(spec, seed=7))
     c, h, w = model.graph.input_shape
     x = torch.randn(3, c, h, w, generator=torch.Generator().manual_seed(1))
     expected = explain(model, x, layer=layer, units=unit, method=method).numpy()
@@ -59,7 +59,7 @@ def test_onnx_explain_matches_the_torch_pass(spec, layer, unit, method):
 
 
 def test_unit_mask_input_chooses_the_unit_at_run_time():
-    model = specc_torch.build(POOLED, seed=3)
+    model = specc.build(POOLED, seed=3)
     x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(4))
     onnx_model = emit_explain(model.graph, state_dict_numpy(model), method="deconvnet", layer="c2")
     assert [i.name for i in onnx_model.graph.input] == ["input", MASK_INPUT]
@@ -77,7 +77,7 @@ def test_unit_mask_input_chooses_the_unit_at_run_time():
 
 def test_compile_explain_writes_a_checked_model(tmp_path, write_spec):
     spec = write_spec(POOLED)
-    model = specc_torch.build(spec, seed=0)
+    model = specc.build(spec, seed=0)
     ckpt = tmp_path / "ckpt.pt"
     save_checkpoint(ckpt, checkpoint_payload(model, preprocessing=None))
     out = tmp_path / "build"

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import specc_torch
+import specc
 from specc_viz import LEAKY_FUNCTIONS, METHODS, RELU_FUNCTIONS, backward_rules, explain
 from specc_viz.units import Position
 
@@ -72,7 +72,7 @@ HAND_EXPECTED = {
 
 
 def hand_model():
-    model = specc_torch.build(HAND_NET)
+    model = specc.build(HAND_NET)
     model.load_state_dict(
         {
             "c1.weight": torch.tensor([[FILTER_A], [FILTER_B]], dtype=torch.float32),
@@ -141,7 +141,7 @@ def reference_map(w1, w2, x, unit: Position, method: str) -> np.ndarray:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_each_rule_matches_an_independent_computation(method):
-    model = specc_torch.build(SMALL, seed=3)
+    model = specc.build(SMALL, seed=3)
     x = torch.randn(1, 2, 9, 9, generator=torch.Generator().manual_seed(0))
     _, acts = model(x, capture={"c2"})
     unit = Position(*[int(v) for v in np.unravel_index(int(acts["c2"][0].argmax()), (5, 3, 3))])
@@ -166,7 +166,7 @@ def test_rules_differ_where_they_must():
     assert torch.equal(through("deconvnet", y, g), through("deconvnet", -y, g))
     assert not torch.equal(through("backprop", y, g), through("backprop", -y, g))
     # on a network: a pool-free deconvnet map from a fixed seed does not depend on the image
-    model = specc_torch.build(SMALL.replace("max_pool", "avg_pool"), seed=1)
+    model = specc.build(SMALL.replace("max_pool", "avg_pool"), seed=1)
     a, b = torch.randn(2, 1, 2, 9, 9, generator=torch.Generator().manual_seed(1))
     deconv = [explain(model, v, layer="c2", units="1,1,1", method="deconvnet", seed="one") for v in (a, b)]
     assert torch.equal(deconv[0], deconv[1])
@@ -189,7 +189,7 @@ layers:
   - {name: flat, type: flatten}
   - {name: fc, type: linear, units: 2, activation: relu}
 """
-    model = specc_torch.build(spec)
+    model = specc.build(spec)
     calls = []
     with backward_rules(model, "guided"):
         relu, leaky = model.relu_rule, model.leaky_rule

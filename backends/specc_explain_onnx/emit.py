@@ -1,17 +1,19 @@
 """`emit_explain`: an ONNX model that computes a guided-backprop, deconvnet or saliency map
-itself — the forward pass up to the layer, then the backward pass written out as ONNX nodes
-(`specc_explain_onnx.backward`) — so a deployment needs onnxruntime alone.
+itself — the forward pass up to the layer, then the backward pass of `specc.backward` written
+out as ONNX nodes by `OnnxGrad` — so a deployment needs onnxruntime alone.
 
 Inputs: `input` (N, C, H, W) and, unless a unit was fixed at compile time, `unit_mask`
-(N, *layer shape). The seed at the layer is its activation times the unit mask (the paper:
-the unit keeps its activation, every other activation of the layer is zero); a fixed unit
-is a constant mask. A mask input lets one model serve any unit, or several units summed.
+(N, *layer shape). The seed at the layer is the unit mask itself (`seed="one"`: the gradient
+of the unit's value, the convention for a class) or the layer's activation times the mask
+(`seed="activation"`, the paper's deconvnet seed: the unit keeps its activation, every other
+activation of the layer is zero); `auto` is one at the logits, activation elsewhere. A fixed
+unit is a constant mask; a mask input lets one model serve any unit, or several units summed.
 Outputs: `reconstruction` (N, C, H, W), the map in input space, and `activation`, the
 layer's output (to choose units from).
 
 The forward part is `specc_onnx.emit`'s (the deployed network; batch_norm kept as a node
-unless asked, see `emit_explain`); max-pool nodes gain their Indices output for the switches. Nodes the maps
-do not need (the layers after the chosen one) are pruned.
+unless asked, see `emit_explain`); max-pool nodes gain their Indices output for the switches.
+Nodes the maps do not need (the layers after the chosen one) are pruned.
 """
 
 from __future__ import annotations
@@ -23,33 +25,35 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from specc.backward import METHODS, run_backward
 from specc.errors import UserError, did_you_mean
 from specc.ir import INPUT, Graph
+from specc.lowering import Step, lower, step_shapes
 from specc.shapes import infer
-from specc_explain_onnx.backward import BACKWARD, METHODS
+from specc.units import Position, as_unit, check_unit
 from specc_onnx import DEFAULT_OPSET, emit, fold_batch_norm
-from specc_onnx.builder import require_weight
 from specc_onnx.emit import make_model
 from specc_onnx.metadata import build_metadata
 from specc_onnx.verify import onnx_shapes
 
 MIN_OPSET = 16  # ScatterElements with reduction="add" (the max-pool switches)
 MASK_INPUT = "unit_mask"
+SEEDS = ("auto", "activation", "one")
 OUTPUTS = ("reconstruction", "activation")
 
 
 @dataclass
-class Emitter:
-    """The scratchpad of the backward nodes: values, shapes and weights of the forward."""
+class OnnxGrad:
+    """The builder `specc.backward` runs on, writing ONNX nodes: values are ONNX value names."""
 
     method: str
-    values: dict[str, str]  # layer (or `input`) -> ONNX value of its output
+    values: dict[str, str]  # step (or `input`) -> ONNX value of its output
     shapes: dict[str, tuple[int, ...]]  # per-sample shapes, `input` included
-    weights: dict[str, np.ndarray]
     existing: set[str]  # initializer names of the forward model
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     initializers: list[onnx.TensorProto] = field(default_factory=list)
-    pool_indices: dict[str, str] = field(default_factory=dict)
+    forward_nodes: list[onnx.NodeProto] = field(default_factory=list)  # the forward model's, editable
+    _count: int = 0
 
     def node(self, op_type: str, inputs: list[str], outputs, **attrs):
         """Append a node named after its (first) output; returns the output name(s)."""
@@ -57,34 +61,120 @@ class Emitter:
         self.nodes.append(helper.make_node(op_type, inputs, names, name=names[0], **dict(sorted(attrs.items()))))
         return outputs
 
-    def const(self, name: str, array: np.ndarray) -> str:
+    def _fresh(self, base: str) -> str:
+        self._count += 1
+        return f"{base}#{self._count}"
+
+    def const_array(self, name: str, array: np.ndarray) -> str:
         if name not in self.existing:
             self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
             self.existing.add(name)
         return name
 
-    def scalar(self, value: float) -> str:
-        return self.const(f"explain/scalar/{value!r}", np.array(value, dtype=np.float32))
+    def _scalar(self, value: float) -> str:
+        return self.const_array(f"explain/scalar/{value!r}", np.array(value, dtype=np.float32))
 
-    @property
-    def zero(self) -> str:
-        return self.scalar(0.0)
+    # -- GradBuilder: what the backward definitions read ------------------------------------
+    def value(self, name: str) -> str:
+        return self.values[name]
 
-    def weight(self, key: str) -> str:
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.shapes[name]
+
+    def weight(self, layer: str, suffix: str) -> str:
+        key = f"{layer}.{suffix}"
         assert key in self.existing, f"the forward model has no initializer {key}"
         return key
 
-    def array(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
-        return np.asarray(require_weight(self.weights, key, shape))
+    def const(self, name: str, data: list, shape: tuple[int, ...]) -> str:
+        return self.const_array(name, np.asarray(data, dtype=np.float32).reshape(shape))
 
-    def value(self, layer: str) -> str:
-        return self.values[layer]
+    # -- the rectifier operations -----------------------------------------------------------
+    def relu(self, x: str) -> str:
+        return self.node("Relu", [x], self._fresh(f"{x}/relu"))
 
-    def shape(self, layer: str) -> tuple[int, ...]:
-        return self.shapes[layer]
+    def leaky_relu(self, x: str, slope: float) -> str:
+        return self.node("LeakyRelu", [x], self._fresh(f"{x}/leaky_relu"), alpha=float(slope))
 
-    def indices(self, layer: str) -> str:
-        return self.pool_indices[layer]
+    def threshold(self, g: str, y: str) -> str:
+        alive = self.node("Greater", [y, self._scalar(0.0)], self._fresh(f"{g}/alive"))
+        return self.node("Where", [alive, g, self._scalar(0.0)], self._fresh(f"{g}/masked"))
+
+    def leaky_derivative(self, g: str, y: str, slope: float) -> str:
+        alive = self.node("Greater", [y, self._scalar(0.0)], self._fresh(f"{g}/alive"))
+        scaled = self.node("Mul", [g, self._scalar(slope)], self._fresh(f"{g}/scaled"))
+        return self.node("Where", [alive, g, scaled], self._fresh(f"{g}/derivative"))
+
+    # -- array operations ---------------------------------------------------------------------
+    def add(self, a: str, b: str, where: str) -> str:
+        return self.node("Add", [a, b], where)
+
+    def sub(self, a: str, b: str, where: str) -> str:
+        return self.node("Sub", [a, b], where)
+
+    def mul(self, a: str, b: str, where: str) -> str:
+        return self.node("Mul", [a, b], where)
+
+    def div(self, a: str, b: str, where: str) -> str:
+        return self.node("Div", [a, b], where)
+
+    def scale(self, x: str, factor: float, where: str) -> str:
+        return self.node("Mul", [x, self._scalar(factor)], where)
+
+    def rsqrt(self, x: str, eps: float, where: str) -> str:
+        shifted = self.node("Add", [x, self._scalar(eps)], f"{where}/shifted")
+        root = self.node("Sqrt", [shifted], f"{where}/sqrt")
+        return self.node("Reciprocal", [root], where)
+
+    def per_channel(self, x: str, rank: int, where: str) -> str:
+        shape = self.const_array(f"{where}/shape", np.array([1, -1] + [1] * (rank - 1), dtype=np.int64))
+        return self.node("Reshape", [x, shape], where)
+
+    def sum_channels(self, x: str, where: str) -> str:
+        axes = self.const_array(f"{where}/axes", np.array([1], dtype=np.int64))
+        return self.node("ReduceSum", [x, axes], where, keepdims=1)
+
+    def matmul(self, g: str, w: str, where: str) -> str:
+        return self.node("MatMul", [g, w], where)
+
+    def conv_transpose(self, g, w, *, stride, pads, output_padding, groups, dilation, where: str) -> str:
+        # kernel_shape is read from the weight's shape (an initializer).
+        attrs = {"strides": list(stride), "pads": list(pads), "dilations": list(dilation)}
+        return self.node("ConvTranspose", [g, w], where, group=groups, output_padding=list(output_padding), **attrs)
+
+    def unpool_max(self, step: Step, g: str) -> str:
+        # The forward MaxPool's Indices are flat over the whole N*C*H*W input; the signal is
+        # scattered back to them with ScatterElements(reduction=add), since overlapping
+        # windows may share a maximum (MaxUnpool would keep only one).
+        where = f"{step.name}/grad"
+        x = self.value(step.inputs[0])
+        shape = self.node("Shape", [x], f"{where}/input_shape")
+        flat = self.const_array(f"{where}/flat", np.array([-1], dtype=np.int64))
+        blank = self.node("ConstantOfShape", [shape], f"{where}/blank", value=_float_tensor(0.0))
+        zeros = self.node("Reshape", [blank, flat], f"{where}/zeros")
+        switches = _with_indices(self.forward_nodes, step.name)  # the forward MaxPool's Indices output
+        indices = self.node("Reshape", [switches, flat], f"{where}/switches")
+        signal = self.node("Reshape", [g, flat], f"{where}/flat_signal")
+        routed = self.node("ScatterElements", [zeros, indices, signal], f"{where}/routed", axis=0, reduction="add")
+        return self.node("Reshape", [routed, shape], f"{where}/unpooled")
+
+    def expand_hw(self, g: str, shape: tuple[int, int, int], where: str) -> str:
+        axes = self.const_array(f"{where}/axes", np.array([2, 3], dtype=np.int64))
+        column = self.node("Unsqueeze", [g, axes], f"{where}/unsqueeze")  # (N, C, 1, 1)
+        target = self.const_array(f"{where}/shape", np.array([1, *shape], dtype=np.int64))
+        return self.node("Expand", [column, target], where)
+
+    def reshape(self, g: str, shape: tuple[int, ...], where: str) -> str:
+        target = self.const_array(f"{where}/shape", np.array([-1, *shape], dtype=np.int64))
+        return self.node("Reshape", [g, target], where)
+
+    def split_channels(self, g: str, sizes, where: str) -> list[str]:
+        split = self.const_array(f"{where}/sizes", np.array(list(sizes), dtype=np.int64))
+        return self.node("Split", [g, split], [f"{where}{i}" for i in range(len(sizes))], axis=1)
+
+
+def _float_tensor(value: float):
+    return numpy_helper.from_array(np.array([value], dtype=np.float32))
 
 
 def emit_explain(
@@ -94,6 +184,7 @@ def emit_explain(
     method: str,
     layer: str,
     unit=None,
+    seed: str = "auto",
     opset: int = DEFAULT_OPSET,
     batch: str | int = "dynamic",
     fold_bn: bool = False,
@@ -101,7 +192,10 @@ def emit_explain(
 ) -> onnx.ModelProto:
     """The explain model of `graph` with `weights` (state_dict names, numpy arrays): `method`'s
     map of `unit` of `layer` (a `specc_viz.units` Channel/Position, "C" or "C,Y,X"; None adds
-    the `unit_mask` input). The logits are a layer too: the softmax's input.
+    the `unit_mask` input). The logits are a layer too: the softmax's input. `seed`: the
+    map starts from the unit's "activation" (the paper's deconvnet seed) or from "one" on the
+    unit (the gradient of its value, Captum's convention for a class); "auto" is one at the
+    logits and activation elsewhere.
 
     `fold_bn` is off by default: folded weights round the forward values differently from the
     torch model, and a ReLU mask at a value within rounding of zero may flip, which changes
@@ -110,19 +204,21 @@ def emit_explain(
         raise UserError(f"--explain {method}: expected one of {', '.join(METHODS)}")
     if not isinstance(opset, int) or opset < MIN_OPSET:
         raise UserError(f"--opset {opset}: explain models need opset {MIN_OPSET} or newer (ScatterElements add)")
-    logits = graph.output.inputs[0] if graph.output.type == "softmax" else graph.output.name
+    logits = graph.output.inputs[0] if graph.output.op.makes_probabilities else graph.output.name
     _check_layer(graph, layer, logits)
+    if seed not in SEEDS:
+        raise UserError(f"--explain-seed {seed}: expected one of {', '.join(SEEDS)}")
+    if seed == "auto":
+        seed = "one" if layer == logits else "activation"
     spec_graph = graph
     graph, weights, folded = _maybe_fold(graph, weights, layer, fold_bn)
     forward = emit(graph, weights, opset=opset, batch=batch, output="logits", fold_bn=False)
-    shapes = {INPUT: graph.input_shape, **infer(graph).shapes}
-    values = _layer_values(graph, forward, logits)
-    steps = [graph.node(n) for n in _needed(graph, layer)]
-    e = Emitter(method, values, shapes, weights, {t.name for t in forward.graph.initializer})
-    forward_nodes = list(forward.graph.node)
-    for step in steps:
-        if step.type == "max_pool":
-            e.pool_indices[step.name] = _with_indices(forward_nodes, step.name)
+    needed = nx.ancestors(graph.nx, layer) | {layer}
+    steps = lower(n for n in graph.topo_order() if n.name in needed)
+    shapes = step_shapes(steps, {INPUT: graph.input_shape, **infer(graph).shapes})
+    values = _step_values(steps, forward, logits)
+    e = OnnxGrad(method, values, shapes, {t.name for t in forward.graph.initializer})
+    e.forward_nodes = list(forward.graph.node)
 
     mask_inputs = []
     shape = shapes[layer]
@@ -131,23 +227,23 @@ def emit_explain(
         mask = MASK_INPUT
         mask_inputs.append(helper.make_tensor_value_info(MASK_INPUT, TensorProto.FLOAT, [batch_dim, *shape]))
     else:
-        mask = e.const("explain/unit_mask", _unit_mask(unit, shape, layer)[None])
-    seed = e.node("Mul", [values[layer], mask], "explain/seed")
-    grads: dict[str, str] = {layer: seed}
-    for step in reversed(steps):
-        g = grads.pop(step.name, None)
-        if g is None:
-            continue
-        for i, (src, signal) in enumerate(zip(step.inputs, BACKWARD[step.type](e, step, g))):
-            grads[src] = signal if src not in grads else e.node("Add", [grads[src], signal], f"{step.name}/grad/sum{i}")
-    e.node("Identity", [grads[INPUT]], "reconstruction")
+        mask = e.const_array("explain/unit_mask", _unit_mask(unit, shape, layer)[None])
+    if seed == "one":  # the unit mask itself, over the batch: the gradient of the unit's value
+        batch_shape = e.node("Shape", [values[layer]], "explain/layer_shape")
+        start = e.node("Expand", [mask, batch_shape], "explain/seed")
+    else:  # the paper: the unit keeps its activation, every other activation is zero
+        start = e.node("Mul", [values[layer], mask], "explain/seed")
+    signal = run_backward(e, steps, layer, start)
+    if signal is None:  # nothing reaches the input (cannot happen for a layer computed from it)
+        signal = e.node("Mul", [values[INPUT], e._scalar(0.0)], "explain/no_signal")
+    e.node("Identity", [signal], "reconstruction")
     e.node("Identity", [values[layer]], "activation")
 
     outputs = [
         helper.make_tensor_value_info("reconstruction", TensorProto.FLOAT, [batch_dim, *graph.input_shape]),
         helper.make_tensor_value_info("activation", TensorProto.FLOAT, [batch_dim, *shape]),
     ]
-    nodes = _prune(forward_nodes + e.nodes, set(OUTPUTS))
+    nodes = _prune(e.forward_nodes + e.nodes, set(OUTPUTS))
     used = {name for node in nodes for name in node.input}
     initializers = [t for t in list(forward.graph.initializer) + e.initializers if t.name in used]
     onnx_graph = helper.make_graph(
@@ -159,7 +255,8 @@ def emit_explain(
         doc_string=f"{method} map of {_describe(unit)} of layer {layer} of {spec_graph.name}",
     )
     model = make_model(onnx_graph, opset, onnx_graph.doc_string)
-    explain = {"method": method, "layer": layer, "unit": _describe(unit), "seed": "activation * unit mask"}
+    seed_text = "unit mask (1 on the unit)" if seed == "one" else "activation * unit mask"
+    explain = {"method": method, "layer": layer, "unit": _describe(unit), "seed": seed_text}
     props = build_metadata(
         spec_graph, output="reconstruction", folded=folded, extra={**(metadata or {}), "explain": explain}
     )
@@ -193,21 +290,17 @@ def _maybe_fold(graph: Graph, weights: dict, layer: str, fold_bn: bool):
     return result.graph, result.weights, result.folded
 
 
-def _layer_values(graph: Graph, model: onnx.ModelProto, logits: str) -> dict[str, str]:
+def _step_values(steps: list[Step], model: onnx.ModelProto, logits: str) -> dict[str, str]:
+    """Each step's ONNX value in the forward model (dropout emits nothing: its input's)."""
     produced = {out for node in model.graph.node for out in node.output}
     values = {INPUT: model.graph.input[0].name}
-    for node in graph.topo_order():
-        if node.name in produced:
-            values[node.name] = node.name
-        elif node.type == "dropout":
-            values[node.name] = values[node.inputs[0]]  # emits nothing: reads its input
+    for step in steps:
+        if step.name in produced:
+            values[step.name] = step.name
+        elif step.op.train_only:
+            values[step.name] = values[step.inputs[0]]
     values[logits] = model.graph.output[0].name
     return values
-
-
-def _needed(graph: Graph, layer: str) -> list[str]:
-    needed = nx.ancestors(graph.nx, layer) | {layer}
-    return [n.name for n in graph.topo_order() if n.name in needed]
 
 
 def _with_indices(nodes: list[onnx.NodeProto], layer: str) -> str:
@@ -228,26 +321,27 @@ def _prune(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProt
     return keep[::-1]
 
 
-def _unit_mask(unit, shape: tuple[int, ...], layer: str) -> np.ndarray:
-    from specc_explain_onnx.units import parse
+def _unit(unit):
+    """A unit in any accepted form (see `specc.units`), or a one-line `--unit` error."""
+    try:
+        return as_unit(unit)
+    except ValueError as exc:
+        raise UserError(f"--unit {unit}: {exc}") from None
 
-    channel, position = parse(unit)
+
+def _unit_mask(unit, shape: tuple[int, ...], layer: str) -> np.ndarray:
+    parsed = _unit(unit)
+    try:
+        check_unit(parsed, shape, layer)
+    except ValueError as exc:
+        raise UserError(f"--unit {parsed.text()}: {exc}") from None
     mask = np.zeros(shape, dtype=np.float32)
-    if not 0 <= channel < shape[0]:
-        raise UserError(f"--unit {_describe(unit)}: layer '{layer}' has {shape[0]} channels (0..{shape[0] - 1})")
-    if position is None:
-        mask[channel] = 1.0
-        return mask
-    if len(shape) != 3 or not (0 <= position[0] < shape[1] and 0 <= position[1] < shape[2]):
-        raise UserError(f"--unit {_describe(unit)}: outside layer '{layer}' of shape {'x'.join(map(str, shape))}")
-    mask[channel, position[0], position[1]] = 1.0
+    if isinstance(parsed, Position):
+        mask[parsed.channel, parsed.y, parsed.x] = 1.0
+    else:
+        mask[parsed.channel] = 1.0
     return mask
 
 
 def _describe(unit) -> str:
-    if unit is None:
-        return "the unit_mask input"
-    from specc_explain_onnx.units import parse
-
-    channel, position = parse(unit)
-    return f"{channel}" if position is None else f"{channel},{position[0]},{position[1]}"
+    return "the unit_mask input" if unit is None else _unit(unit).text()

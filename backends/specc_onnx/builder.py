@@ -1,7 +1,7 @@
 """The mutable scratchpad of one emission: ONNX nodes and initializers in emission order.
 
 Only the emitter touches it; the IR stays frozen. Every ONNX node and initializer is named
-after the spec layer it comes from (`conv1`, `conv1/relu`, `conv1.weight`), so a model
+after the spec layer it comes from (`conv1/conv`, `conv1`, `conv1.weight`), so a model
 viewer and an error message both point back to the spec.
 """
 
@@ -14,22 +14,28 @@ import onnx
 from onnx import helper, numpy_helper
 
 from specc.errors import UserError
-from specc.ir import Node
-from specc.ops import Shape
+from specc.lowering import Step
+from specc.ops import LayerOp, Shape
 
 
 @dataclass(frozen=True)
 class Layer:
-    """What an op emitter needs to know about the layer it emits."""
+    """What an op emitter needs to know about the step it emits (a lowered step: a fused
+    activation is a step of its own, see `specc.lowering`)."""
 
-    node: Node
-    inputs: tuple[str, ...]  # ONNX value names of the layer's inputs, in the node's order
+    step: Step
+    inputs: tuple[str, ...]  # ONNX value names of the step's inputs, in the node's order
     in_shapes: tuple[Shape, ...]  # per-sample shapes of those inputs
     out_shape: Shape
 
     @property
     def name(self) -> str:
-        return self.node.name
+        """The step's value name, which also names its ONNX node (`conv1/conv`, `conv1`)."""
+        return self.step.name
+
+    @property
+    def op(self) -> LayerOp:
+        return self.step.op
 
 
 @dataclass
@@ -51,8 +57,11 @@ class Builder:
         self.nodes.append(node)
         return output
 
-    def weight(self, key: str, shape: tuple[int, ...]) -> str:
-        """The initializer `key` from the weights, checked against `shape`; returns its name."""
+    def weight(self, layer: Layer, suffix: str) -> str:
+        """The initializer `<spec layer>.<suffix>` from the weights, checked against the shape
+        the op table declares for it; returns its name."""
+        shape = layer.op.weights(list(layer.in_shapes))[suffix]
+        key = f"{layer.step.layer}.{suffix}"
         return self.const(key, require_weight(self.weights, key, shape))
 
     def const(self, name: str, array: np.ndarray) -> str:
@@ -62,15 +71,6 @@ class Builder:
         array = np.ascontiguousarray(array)
         self.initializers.append(numpy_helper.from_array(array, name))
         return name
-
-    def activation(self, layer: Layer, value: str, out: str, activation: str, slope: float) -> str:
-        """The fused activation of a conv/linear node (none, relu or leaky_relu)."""
-        if activation == "relu":
-            return self.add("Relu", [value], out, f"{layer.name}/relu")
-        if activation == "leaky_relu":
-            return self.add("LeakyRelu", [value], out, f"{layer.name}/leaky_relu", alpha=float(slope))
-        assert activation == "none", activation
-        return value
 
 
 def require_weight(weights: dict[str, np.ndarray], key: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -16,8 +16,6 @@ always serialise to the same bytes.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import networkx as nx
@@ -25,10 +23,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-import specc
 from specc.errors import UserError
+from specc.fileio import write_bytes
 from specc.ir import INPUT, Graph
+from specc.lowering import lower, step_shapes
 from specc.shapes import infer
+from specc.version import __version__
 from specc_onnx.builder import Builder, Layer
 from specc_onnx.fold import fold_batch_norm
 from specc_onnx.metadata import build_metadata
@@ -69,21 +69,23 @@ def emit(
     final = graph.output
     # Layers that feed nothing are not emitted (PyTorch's forward does not run them either).
     live = nx.ancestors(graph.nx, final.name) | {final.name}
-    for node in graph.topo_order():
-        if node.name not in live:
-            continue
-        if node is final and node.type == "softmax" and output == "logits":
-            values[node.name] = values[node.inputs[0]]  # the caller wants the scores before it
-            continue
+    nodes = [n for n in graph.topo_order() if n.name in live]
+    if final.op.makes_probabilities and output == "logits":
+        nodes.remove(final)  # the caller wants the scores before it
+    steps = lower(nodes)
+    shapes = step_shapes(steps, shapes)
+    for step in steps:
         layer = Layer(
-            node, tuple(values[i] for i in node.inputs), tuple(shapes[i] for i in node.inputs), shapes[node.name]
+            step, tuple(values[i] for i in step.inputs), tuple(shapes[i] for i in step.inputs), shapes[step.name]
         )
-        params = node.op.params()
+        params = step.op.params()
         params.pop("type")
-        values[node.name] = OP_TABLE[node.type](builder, layer, node.name, **params)
+        values[step.name] = OP_TABLE[step.kind](builder, layer, step.name, **params)
+    if final.op.makes_probabilities and output == "logits":
+        values[final.name] = values[final.inputs[0]]
     result = values[final.name]
     out_name = output if output not in graph.by_name else graph.fresh_name(output)
-    if output == "probs" and final.type != "softmax":
+    if output == "probs" and not final.op.makes_probabilities:
         result = builder.add("Softmax", [result], f"{final.name}/softmax", graph.fresh_name("softmax"), axis=1)
     assert result != INPUT_NAME, "the classes check guarantees at least one computing layer"
     _rename_value(builder.nodes, result, out_name)
@@ -141,22 +143,8 @@ def save(model: onnx.ModelProto, path: str | Path) -> int:
 
 
 def write_atomic(path: str | Path, data: bytes) -> int:
-    """Write bytes to `path` through a temporary file in the same folder, so that a reader
-    never sees a half-written file and a failed write leaves nothing behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return len(data)
+    """Write bytes to `path` atomically (`specc.fileio.write_bytes`); returns the size."""
+    return write_bytes(path, data)
 
 
 def make_model(onnx_graph, opset: int, doc_string: str):
@@ -166,7 +154,7 @@ def make_model(onnx_graph, opset: int, doc_string: str):
         onnx_graph,
         opset_imports=opsets,
         producer_name="specc",
-        producer_version=specc.__version__,
+        producer_version=__version__,
         ir_version=helper.find_min_ir_version_for(opsets),
         doc_string=doc_string,
     )

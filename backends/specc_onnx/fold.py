@@ -1,9 +1,11 @@
-"""Fold inference-mode batch_norm into the conv or linear layer that feeds it.
+"""Fold inference-mode batch_norm into the conv or linear layer that feeds it, weights included.
 
-BN(W x + b) = s * (W x + b - mean) + beta with s = gamma / sqrt(var + eps), which is again
-an affine layer: W' = s * W (per output channel) and b' = s * (b - mean) + beta. The pass
-returns a new graph and new weights (valid IR in, valid IR out) plus, for every batch_norm
-it left alone, the reason why.
+The graph rewrite is the registered pass `fold_batch_norm` (`specc.transforms.fold_batch_norm`),
+run here through the pass manager, so that the folded graph is linted and shape-checked like
+every transform's output. This module computes the folded numbers of the pairs the pass
+folded: BN(W x + b) = s * (W x + b - mean) + beta with s = gamma / sqrt(var + eps), so
+W' = s * W (per output channel) and b' = s * (b - mean) + beta. The input graph and weights
+are not touched; batch_norms left in place come back with the reason.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from specc.ir import Graph, Node
+from specc.transforms.fold_batch_norm import FoldBatchNorm, plan
+from specc.transforms.pipeline import run
 from specc_onnx.builder import require_weight
 
 
@@ -20,51 +24,26 @@ from specc_onnx.builder import require_weight
 class FoldResult:
     graph: Graph
     weights: dict[str, np.ndarray]
-    folded: tuple[tuple[str, str], ...]  # (conv or linear, batch_norm) pairs
+    folded: tuple[tuple[str, str], ...]  # (conv or linear, batch_norm) pairs, in the order folded
     skipped: tuple[tuple[str, str], ...]  # (batch_norm, why it was not folded)
-
-
-def why_not_foldable(graph: Graph, bn: Node) -> str | None:
-    """None when `bn` can be folded into its producer, else the reason it cannot."""
-    source = graph.by_name.get(bn.inputs[0])
-    if source is None:
-        return "it reads the network input, not a conv or linear layer"
-    if source.type not in ("conv", "linear"):
-        return f"its input '{source.name}' is a {source.type}, not a conv or linear layer"
-    if source.op.activation != "none":
-        return f"'{source.name}' applies {source.op.activation} before it"
-    readers = graph.consumers(source.name)
-    if len(readers) != 1:
-        others = ", ".join(n.name for n in readers if n.name != bn.name)
-        return f"'{source.name}' also feeds {others}"
-    if source.name == graph.output.name:
-        return f"'{source.name}' is the network output"
-    return None
 
 
 def fold_batch_norm(graph: Graph, weights: dict[str, np.ndarray]) -> FoldResult:
     """Fold every foldable batch_norm; the folded layer keeps its name and takes the
     batch_norm's place in spec order (its only reader), with a bias."""
+    checked = run(graph, [FoldBatchNorm(skip_unsupported=True)])
+    folds = plan(graph)
+    assert folds.graph == checked.graph, "the pass manager ran the same rewrite"
+    shapes = checked.source_report.shapes
     weights = dict(weights)
-    nodes = list(graph.nodes)
-    folded, skipped = [], []
-    for bn in graph.nodes:
-        if bn.type != "batch_norm":
-            continue
-        reason = why_not_foldable(graph.with_nodes(nodes), bn)
-        if reason:
-            skipped.append((bn.name, reason))
-            continue
-        source = next(n for n in nodes if n.name == bn.inputs[0])
-        _fold_weights(weights, source, bn)
-        merged = source.with_params(bias=True)
-        nodes = [merged if n.name == bn.name else n for n in nodes if n.name != source.name]
-        nodes = [n.replace(inputs=tuple(source.name if i == bn.name else i for i in n.inputs)) for n in nodes]
-        folded.append((source.name, bn.name))
-    return FoldResult(graph.with_nodes(nodes), weights, tuple(folded), tuple(skipped))
+    biased = {n.name for n in graph.nodes if "bias" in n.op.weights([shapes[s] for s in n.inputs])}
+    for source, norm in folds.folded:
+        _fold_weights(weights, graph.node(source), source in biased, graph.node(norm))
+        biased.add(source)  # in a chain (conv -> bn -> bn) the next one folds into this bias
+    return FoldResult(checked.graph, weights, folds.folded, folds.skipped)
 
 
-def _fold_weights(weights: dict[str, np.ndarray], source: Node, bn: Node) -> None:
+def _fold_weights(weights: dict[str, np.ndarray], source: Node, has_bias: bool, norm: Node) -> None:
     key = f"{source.name}.weight"
     if key not in weights:
         require_weight(weights, key, ())  # raises the one-line "no such weight" error
@@ -76,10 +55,10 @@ def _fold_weights(weights: dict[str, np.ndarray], source: Node, bn: Node) -> Non
             return np.full(channels, default)
         return require_weight(weights, f"{layer.name}.{key}", channels).astype(np.float64)
 
-    b = get(source, "bias", source.op.bias, 0.0)
-    gamma, beta = get(bn, "weight", bn.op.affine, 1.0), get(bn, "bias", bn.op.affine, 0.0)
-    mean, var = get(bn, "running_mean", True, 0.0), get(bn, "running_var", True, 1.0)
-    scale = gamma / np.sqrt(var + bn.op.eps)
+    b = get(source, "bias", has_bias, 0.0)
+    gamma, beta = get(norm, "weight", norm.op.affine, 1.0), get(norm, "bias", norm.op.affine, 0.0)
+    mean, var = get(norm, "running_mean", True, 0.0), get(norm, "running_var", True, 1.0)
+    scale = gamma / np.sqrt(var + norm.op.eps)
     # float64 arithmetic, float32 result: the folded weights round once.
     weights[f"{source.name}.weight"] = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
     weights[f"{source.name}.bias"] = ((b - mean) * scale + beta).astype(np.float32)

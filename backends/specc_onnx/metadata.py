@@ -7,7 +7,7 @@
     specc.output         "logits" or "probs"
     specc.input          JSON: layout NCHW, dtype float32, shape [C, H, W] and how pixels
                          become the input (INPUT_CONTRACT, or NO_PREPROCESSING)
-    specc.preprocessing  JSON preprocessing dict (`Preprocessing.to_dict()` of specc.train),
+    specc.preprocessing  JSON preprocessing dict (`specc.preprocessing.Preprocessing.to_dict()`),
                          or null: then the input is the pixels scaled to [0, 1], nothing else
     specc.folded         JSON list of [layer, batch_norm] pairs folded together
     + anything the caller adds (e.g. specc.weights: where the weights came from)
@@ -35,7 +35,7 @@ ARRAY_KEY = "float32_base64"
 _INLINE_MAX = 16  # numeric lists up to this many values stay readable JSON
 INPUT_CONTRACT = (
     "NCHW float32 from RGB (3 channels) or grey (1) pixel values p in 0..255:"
-    " x = p * pixel_scale, then the kind's formula (specc.train.data.preprocess)"
+    " x = p * pixel_scale, then the kind's formula (specc.preprocessing)"
 )
 NO_PREPROCESSING = "NCHW float32 from RGB (3 channels) or grey (1) pixel values p in 0..255: x = p / 255, nothing else"
 

@@ -1,10 +1,13 @@
 """The ONNX op table: one small function per spec layer type.
 
-Each function takes the builder, the layer, and the op's parameters as keyword arguments
-(mirroring the fields of its class in `specc.ops`), appends ONNX nodes and returns the name
-of the value holding the layer's output. That value is named after the layer (`out`), so
-strict shape inference can be compared with specc's shapes layer by layer. Parameters that
-only matter for training (`init`, `init_std`, `momentum`) are accepted and ignored.
+Each function takes the builder, the lowered step (`Layer`), and the op's parameters as
+keyword arguments (mirroring the fields of its class in `specc.ops`), appends ONNX nodes and
+returns the name of the value holding the step's output. That value is named after the step
+(`out`: the layer's name, or `conv1/conv` before a fused activation, which is a `relu` step
+of its own), so strict shape inference can be compared with specc's shapes layer by layer.
+Weights are read by suffix (`b.weight(layer, "bias")`) with the shapes the op table
+declares. Parameters that only matter for training (`init`, `init_std`, `momentum`) and the
+fused activation's fields (lowered away) are accepted and ignored.
 
 `OP_TABLE` covers `specc.ops.OPS` exactly; a test asserts it.
 """
@@ -17,45 +20,14 @@ from specc.errors import UserError
 from specc_onnx.builder import Builder, Layer
 
 
-def _pre(layer: Layer, out: str, activation: str, kind: str) -> str:
-    """The value a conv/linear writes: `out` itself unless an activation follows."""
-    return out if activation == "none" else f"{layer.name}/{kind}"
-
-
-def conv(
-    b: Builder,
-    layer: Layer,
-    out: str,
-    *,
-    filters: int,
-    kernel,
-    stride,
-    padding,
-    dilation,
-    groups: int,
-    bias: bool,
-    activation: str,
-    slope: float,
-    **_training,
-) -> str:
-    op = layer.node.op
-    cin = layer.in_shapes[0][0]
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = op.kernel_hw(), op.stride_hw(), op.pads(), op.dilation_hw()
-    inputs = [layer.inputs[0], b.weight(f"{layer.name}.weight", (filters, cin // groups, kh, kw))]
+def conv(b: Builder, layer: Layer, out: str, *, groups: int, bias: bool, **_unused) -> str:
+    op = layer.op
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = op.kernel_hw(), op.stride_hw(), op.pads(), op.dilation_hw()  # type: ignore[attr-defined]
+    inputs = [layer.inputs[0], b.weight(layer, "weight")]
     if bias:
-        inputs.append(b.weight(f"{layer.name}.bias", (filters,)))
-    value = b.add(
-        "Conv",
-        inputs,
-        _pre(layer, out, activation, "conv"),
-        layer.name,
-        kernel_shape=[kh, kw],
-        strides=[sh, sw],
-        pads=[ph, pw, ph, pw],
-        dilations=[dh, dw],
-        group=groups,
-    )
-    return b.activation(layer, value, out, activation, slope)
+        inputs.append(b.weight(layer, "bias"))
+    attrs = {"kernel_shape": [kh, kw], "strides": [sh, sw], "pads": [ph, pw, ph, pw], "dilations": [dh, dw]}
+    return b.add("Conv", inputs, out, layer.name, group=groups, **attrs)
 
 
 def _pool_attrs(b: Builder, layer: Layer, ceil_mode: bool) -> dict:
@@ -66,8 +38,8 @@ def _pool_attrs(b: Builder, layer: Layer, ceil_mode: bool) -> dict:
     than onnxruntime computes. Whenever that rule drops a window, the remaining windows are
     exactly floor mode's (the dropped one is the only window ceil adds), so such a pool is
     emitted in floor mode, which every opset reads alike."""
-    op = layer.node.op
-    (kh, kw), (sh, sw), (ph, pw) = op.kernel_hw(), op.stride_hw(), op.pads()
+    op = layer.op
+    (kh, kw), (sh, sw), (ph, pw) = op.kernel_hw(), op.stride_hw(), op.pads()  # type: ignore[attr-defined]
     _, h, w = layer.in_shapes[0]
     attrs = {"kernel_shape": [kh, kw], "strides": [sh, sw], "pads": [ph, pw, ph, pw], "ceil_mode": int(ceil_mode)}
     axes = ((h, kh, sh, ph), (w, kw, sw, pw))
@@ -113,18 +85,24 @@ def leaky_relu(b: Builder, layer: Layer, out: str, *, slope: float) -> str:
     return b.add("LeakyRelu", [layer.inputs[0]], out, layer.name, alpha=float(slope))
 
 
+def prelu(b: Builder, layer: Layer, out: str, **_unused) -> str:
+    slope = b.weight(layer, "weight")  # (C,) or (1,)
+    if len(layer.in_shapes[0]) == 3:  # broadcast over (N, C, H, W): (C, 1, 1)
+        shape = b.const(f"{layer.name}/slope_shape", np.array([-1, 1, 1], dtype=np.int64))
+        slope = b.add("Reshape", [slope, shape], f"{layer.name}/slope", f"{layer.name}/slope")
+    return b.add("PRelu", [layer.inputs[0], slope], out, layer.name)
+
+
 def batch_norm(b: Builder, layer: Layer, out: str, *, eps: float, affine: bool, **_training) -> str:
     """Inference-mode BatchNormalization (running statistics). ONNX accepts (N, C) inputs as
     well as (N, C, H, W), so flat vectors need no reshaping."""
     channels = layer.in_shapes[0][0]
     if affine:
-        scale = b.weight(f"{layer.name}.weight", (channels,))
-        shift = b.weight(f"{layer.name}.bias", (channels,))
+        scale, shift = b.weight(layer, "weight"), b.weight(layer, "bias")
     else:
         scale = b.const(f"{layer.name}.weight", np.ones(channels, np.float32))
         shift = b.const(f"{layer.name}.bias", np.zeros(channels, np.float32))
-    mean = b.weight(f"{layer.name}.running_mean", (channels,))
-    var = b.weight(f"{layer.name}.running_var", (channels,))
+    mean, var = b.weight(layer, "running_mean"), b.weight(layer, "running_var")
     return b.add("BatchNormalization", [layer.inputs[0], scale, shift, mean, var], out, layer.name, epsilon=float(eps))
 
 
@@ -132,16 +110,12 @@ def flatten(b: Builder, layer: Layer, out: str) -> str:
     return b.add("Flatten", [layer.inputs[0]], out, layer.name, axis=1)
 
 
-def linear(
-    b: Builder, layer: Layer, out: str, *, units: int, bias: bool, activation: str, slope: float, **_training
-) -> str:
-    features = layer.in_shapes[0][0]
-    inputs = [layer.inputs[0], b.weight(f"{layer.name}.weight", (units, features))]
+def linear(b: Builder, layer: Layer, out: str, *, bias: bool, **_unused) -> str:
+    inputs = [layer.inputs[0], b.weight(layer, "weight")]
     if bias:
-        inputs.append(b.weight(f"{layer.name}.bias", (units,)))
+        inputs.append(b.weight(layer, "bias"))
     # Gemm with transB keeps the (out, in) layout of the weights, as in PyTorch.
-    value = b.add("Gemm", inputs, _pre(layer, out, activation, "gemm"), layer.name, transB=1)
-    return b.activation(layer, value, out, activation, slope)
+    return b.add("Gemm", inputs, out, layer.name, transB=1)
 
 
 def softmax(b: Builder, layer: Layer, out: str) -> str:
@@ -166,6 +140,7 @@ OP_TABLE = {
     "dropout": dropout,
     "relu": relu,
     "leaky_relu": leaky_relu,
+    "prelu": prelu,
     "batch_norm": batch_norm,
     "flatten": flatten,
     "linear": linear,

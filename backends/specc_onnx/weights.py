@@ -19,19 +19,8 @@ def weight_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     shapes = infer(graph, check_classes=False).shapes
     out: dict[str, tuple[int, ...]] = {}
     for node in graph.nodes:
-        op, cin = node.op, shapes[node.inputs[0]][0]
-        if node.type == "conv":
-            kh, kw = op.kernel_hw()
-            out[f"{node.name}.weight"] = (op.filters, cin // op.groups, kh, kw)
-            if op.bias:
-                out[f"{node.name}.bias"] = (op.filters,)
-        elif node.type == "linear":
-            out[f"{node.name}.weight"] = (op.units, cin)
-            if op.bias:
-                out[f"{node.name}.bias"] = (op.units,)
-        elif node.type == "batch_norm":
-            keys = ("weight", "bias", "running_mean", "running_var") if op.affine else ("running_mean", "running_var")
-            out.update({f"{node.name}.{k}": (cin,) for k in keys})
+        for suffix, shape in node.op.weights([shapes[s] for s in node.inputs]).items():
+            out[f"{node.name}.{suffix}"] = tuple(shape)
     return out
 
 

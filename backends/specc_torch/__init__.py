@@ -1,7 +1,8 @@
-"""The PyTorch backend of specc: a spec becomes a real `torch.nn.Module` (`build`), or a
-standalone Python file that imports only torch (`codegen.generate`).
+"""The PyTorch backend of specc: a spec's Graph becomes a real `torch.nn.Module` (`build`),
+or a standalone Python file that imports only torch (`codegen.generate`). Like every
+backend it takes a Graph; `specc.build(path)` loads a spec and calls it.
 
-    model = specc_torch.build("specs/allcnn_c.yaml", seed=0)      # logits, he init
+    model = specc_torch.build(specc.load("specs/allcnn_c.yaml"), seed=0)  # logits, he init
     out, acts = model(x, capture={"conv6"})                      # named intermediate outputs
     with model.activation_rules(relu=GuidedReLU.apply): ...       # swap every ReLU's rule
 """

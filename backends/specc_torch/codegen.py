@@ -57,7 +57,7 @@ def _variables(graph: Graph, steps) -> dict[str, str]:
         elif src.isidentifier() and not keyword.iskeyword(src) and src not in _RESERVED_VARS:
             names[src] = src
         else:
-            var = f"{src}_out"
+            var = re.sub(r"\W", "_", src) + "_out"  # e.g. a pre-activation value `conv1/conv`
             while var in taken:
                 var += "_"
             taken.add(var)
@@ -71,8 +71,8 @@ def _forward_lines(graph: Graph, steps, shapes) -> list[str]:
     if var[INPUT] != "x":
         lines.append(f"{var[INPUT]} = x")
     for step in steps:
-        expr = TORCH_OPS[step.kind].code(step.name, step.op, [var[s] for s in step.inputs])
-        lines.append(f"{var[step.name]} = {expr}  # {step.name}: {_shape(shapes[step.name])}")
+        expr = TORCH_OPS[step.kind].code(step, [var[s] for s in step.inputs])
+        lines.append(f"{var[step.name]} = {expr}  # {step.name}: {_shape(shapes[step.layer])}")
         dead = [var[s] for s in step.free if var[s] != "x"]
         if dead:
             lines.append(f"del {', '.join(dead)}")
@@ -88,25 +88,18 @@ def _module_source(graph: Graph, report, name: str) -> str:
 def _init_lines(graph: Graph, modules) -> list[str]:
     lines = []
     for node in graph.nodes:
-        module = modules.get(node.name)
-        if module is None:
-            continue
-        if node.type in ("conv", "linear"):
-            fn_name, kwargs = init.init_call(node.op)
-            args = [f"self.{node.name}.weight", f"self.{node.name}.bias", "g"]
-            args += [f"{k}={v!r}" for k, v in kwargs.items()]
-            lines.append(f"{fn_name}({', '.join(args)})")
-        elif node.type == "batch_norm":
-            lines.append(f"self.{node.name}.reset_parameters()")
+        rule = node.op.init_rule()
+        if node.name in modules and rule is not None:
+            lines.append(init.rule_source(node.name, rule))
     return lines
 
 
 def _init_functions(graph: Graph) -> str:
-    used = {init.INIT_FUNCTIONS[n.op.init] for n in graph.nodes if n.type in ("conv", "linear")}
+    rules = {rule[0] for n in graph.nodes if (rule := n.op.init_rule()) is not None}
+    used = [f for name, f in init.INIT_FUNCTIONS.items() if name in rules]
     if not used:
         return "\n\n"
-    functions = [init.fill_] + [f for f in init.INIT_FUNCTIONS.values() if f in used]
-    return "\n\n" + "\n\n\n".join(inspect.getsource(f).strip() for f in functions) + "\n\n\n"
+    return "\n\n" + "\n\n\n".join(inspect.getsource(f).strip() for f in [init.fill_, *used]) + "\n\n\n"
 
 
 def _block(lines: list[str], depth: int) -> str:
@@ -126,7 +119,7 @@ def generate(graph: Graph, class_name: str | None = None, *, output: str = "logi
     steps = plan(graph, output)
     c, h, w = graph.input_shape
     out_shape = report.shapes[steps[-1].name] if steps else graph.input_shape
-    what = "probabilities (softmax)" if output == "probs" and graph.output.type == "softmax" else "class scores"
+    what = "probabilities (softmax)" if output == "probs" and graph.output.op.makes_probabilities else "class scores"
     description = f"\n\n{_docstring_text(graph.description.strip())}" if graph.description.strip() else ""
     module_lines = [f"self.{n} = {_module_source(graph, report, n)}" for n in modules]
     init_lines = _init_lines(graph, modules) or ["pass  # no layer with parameters"]

@@ -20,8 +20,7 @@ verbatim into generated standalone files, so they use nothing but torch.
 from __future__ import annotations
 
 import torch
-
-from specc.ops import LayerOp
+from torch import nn
 
 
 @torch.no_grad()
@@ -83,14 +82,33 @@ INIT_FUNCTIONS = {
 }
 
 
-def init_call(op: LayerOp) -> tuple[str, dict]:
-    """The init function a conv/linear layer calls and its keyword arguments."""
-    kwargs: dict = {}
-    if op.init == "he" and op.activation == "leaky_relu":
-        kwargs["slope"] = op.slope
-    elif op.init == "gaussian":
-        kwargs["std"] = op.init_std
-    return INIT_FUNCTIONS[op.init].__name__, kwargs
+def apply_rule(module: nn.Module, rule: tuple[str, dict], generator: torch.Generator) -> None:
+    """Initialise a layer's submodule by its op's `init_rule()` (see `specc.opbase`)."""
+    name, kwargs = rule
+    if name in INIT_FUNCTIONS:
+        INIT_FUNCTIONS[name](module.weight, getattr(module, "bias", None), generator, **kwargs)
+    elif name == "norm":
+        module.reset_parameters()  # type: ignore[operator]  # scale 1, shift 0, fresh running statistics
+    elif name == "constant":
+        with torch.no_grad():
+            for tensor in module.parameters():
+                tensor.fill_(kwargs["value"])
+    else:
+        raise ValueError(f"unknown init rule {name!r}")
+
+
+def rule_source(attr: str, rule: tuple[str, dict]) -> str:
+    """The generated code's statement for `apply_rule` on the submodule `self.<attr>`."""
+    name, kwargs = rule
+    if name in INIT_FUNCTIONS:
+        args = [f"self.{attr}.weight", f"self.{attr}.bias", "g"]  # torch's Conv2d/Linear: None without bias
+        args += [f"{k}={v!r}" for k, v in kwargs.items()]
+        return f"{INIT_FUNCTIONS[name].__name__}({', '.join(args)})"
+    if name == "norm":
+        return f"self.{attr}.reset_parameters()"
+    if name == "constant":
+        return f"torch.nn.init.constant_(self.{attr}.weight, {kwargs['value']!r})"
+    raise ValueError(f"unknown init rule {name!r}")
 
 
 def make_generator(seed: int | None) -> torch.Generator:

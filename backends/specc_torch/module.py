@@ -18,9 +18,9 @@ import networkx as nx
 import torch
 from torch import nn
 
-from specc.api import load
 from specc.errors import Diagnostic, SpecError, did_you_mean
 from specc.ir import INPUT, Graph
+from specc.lowering import lower
 from specc.ops import LayerOp
 from specc.shapes import ShapeReport, infer
 from specc_torch import init
@@ -31,13 +31,19 @@ OUTPUTS = ("logits", "probs")
 
 @dataclass(frozen=True)
 class Step:
-    """One layer of the forward pass; `free` are the values no later step reads."""
+    """One step of the forward pass (a lowered step, see `specc.lowering`); `free` are the
+    values no later step reads."""
 
     name: str
-    kind: str
+    layer: str
     op: LayerOp
     inputs: tuple[str, ...]
+    fused: bool
     free: tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        return self.op.kind
 
 
 def output_name(graph: Graph, output: str) -> str:
@@ -46,7 +52,7 @@ def output_name(graph: Graph, output: str) -> str:
     if output not in OUTPUTS:
         raise ValueError(f"output={output!r} — expected one of {', '.join(OUTPUTS)}")
     last = graph.output
-    return last.inputs[0] if output == "logits" and last.type == "softmax" else last.name
+    return last.inputs[0] if output == "logits" and last.op.makes_probabilities else last.name
 
 
 def plan(graph: Graph, output: str) -> list[Step]:
@@ -54,12 +60,12 @@ def plan(graph: Graph, output: str) -> list[Step]:
     after it. Layers that feed nothing are not run (`specc check` warns about them)."""
     target = output_name(graph, output)
     live = nx.ancestors(graph.nx, target) | {target}
-    nodes = [n for n in graph.topo_order() if n.name in live]
-    last_use = {src: i for i, node in enumerate(nodes) for src in node.inputs}
+    lowered = lower(n for n in graph.topo_order() if n.name in live)
+    last_use = {src: i for i, step in enumerate(lowered) for src in step.inputs}
     steps = []
-    for i, node in enumerate(nodes):
-        free = tuple(sorted({s for s in node.inputs if last_use[s] == i and s != target}))
-        steps.append(Step(node.name, node.type, node.op, node.inputs, free))
+    for i, step in enumerate(lowered):
+        free = tuple(sorted({s for s in step.inputs if last_use[s] == i and s != target}))
+        steps.append(Step(step.name, step.layer, step.op, step.inputs, step.fused, free))
     return steps
 
 
@@ -131,11 +137,9 @@ class SpeccModule(nn.Module):
         generator = init.make_generator(seed)
         for node in self.graph.nodes:
             module = self._modules.get(node.name)
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                fn_name, kwargs = init.init_call(node.op)
-                getattr(init, fn_name)(module.weight, module.bias, generator, **kwargs)
-            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.reset_parameters()  # weight 1, bias 0, fresh running statistics
+            rule = node.op.init_rule()
+            if module is not None and rule is not None:
+                init.apply_rule(module, rule, generator)
 
     # -- the activation seam --------------------------------------------------------------
     def set_activation_rules(
@@ -190,7 +194,7 @@ class SpeccModule(nn.Module):
         values = {INPUT: x}
         captured: dict[str, torch.Tensor] = {}
         for step in self.steps:
-            out = TORCH_OPS[step.kind].run(self, step.name, step.op, [values[s] for s in step.inputs])
+            out = TORCH_OPS[step.kind].run(self, step, [values[s] for s in step.inputs])
             for dead in step.free:
                 del values[dead]
             values[step.name] = out
@@ -218,11 +222,15 @@ class SpeccModule(nn.Module):
         return f"spec={self.graph.name!r}, output={self.output!r}"
 
 
-def build(spec, *, seed: int | None = 0, output: str = "logits", overrides: list[str] | None = None) -> SpeccModule:
-    """A spec (path, YAML text or Graph) -> an initialised `SpeccModule` on the CPU.
+def build(graph: Graph, *, seed: int | None = 0, output: str = "logits") -> SpeccModule:
+    """A Graph -> an initialised `SpeccModule` on the CPU. (`specc.build` is the front door
+    that also takes a spec path or YAML text, and `--set` overrides.)
 
     `seed`: the weights' seed (None: nondeterministic); the global RNG is never touched.
-    `output`: "logits" drops a trailing softmax (for CrossEntropyLoss), "probs" keeps it.
-    `overrides`: `--set`-style "key=value" strings. Raises `SpecError` for an invalid spec."""
-    graph = load(spec, overrides)
+    `output`: "logits" drops a trailing softmax (for CrossEntropyLoss), "probs" keeps it."""
+    if not isinstance(graph, Graph):
+        raise TypeError(
+            f"specc_torch.build takes a Graph, not {type(graph).__name__}: use specc.build(spec) for a"
+            " spec path or YAML text, or specc.load(spec) first"
+        )
     return SpeccModule(graph, infer(graph), seed=seed, output=output)

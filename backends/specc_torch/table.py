@@ -9,9 +9,10 @@ Each entry says, once, how a layer becomes PyTorch:
 - `code`: the same computation as a Python expression for the generated standalone file.
 
 `run` and `code` must call the same torch functions in the same order: the generated file is
-tested to give bit-identical outputs. Every ReLU site — a conv/linear layer's fused
-`activation` and the standalone `relu`/`leaky_relu` layers — goes through the model's
-`relu_rule`/`leaky_rule` so that a visualization can swap the backward rule of all of them.
+tested to give bit-identical outputs. The table works on lowered steps (`specc.lowering`): a
+conv/linear layer's fused activation is a `relu`/`leaky_relu` step of its own, so every ReLU
+site goes through the model's `relu_rule`/`leaky_rule` and a visualization can swap the
+backward rule of all of them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from specc.lowering import Step
 from specc.ops import LayerOp, Shape
 
 
@@ -46,10 +48,11 @@ class ModuleSpec:
 class TorchOp:
     # (op, input shapes) -> the layer's submodule, or None for a purely functional layer
     module: Callable[[LayerOp, list[Shape]], ModuleSpec | None]
-    # (model, layer name, op, input tensors in the node's `inputs` order) -> output
-    run: Callable[[nn.Module, str, LayerOp, list[torch.Tensor]], torch.Tensor]
-    # (layer name, op, input expressions) -> output expression; `self` is the generated module
-    code: Callable[[str, LayerOp, list[str]], str]
+    # (model, step, input tensors in the step's `inputs` order) -> output; the layer's
+    # submodule is `model._modules[step.layer]`
+    run: Callable[[nn.Module, Step, list[torch.Tensor]], torch.Tensor]
+    # (step, input expressions) -> output expression; `self` is the generated module
+    code: Callable[[Step, list[str]], str]
 
 
 def _square(pair: tuple[int, int]) -> int | tuple[int, int]:
@@ -72,44 +75,13 @@ def default_leaky_rule(x: torch.Tensor, slope: float) -> torch.Tensor:
     return F.leaky_relu(x, slope)
 
 
-def _activate(model: nn.Module, op: LayerOp, y: torch.Tensor) -> torch.Tensor:
-    # With the default rules a fused activation runs in place, as `nn.ReLU(inplace=True)` does in
-    # hand-written networks: `y` is the conv/linear output that nothing else holds yet, and the
-    # backward of (leaky) ReLU needs only its result, so values and gradients are the same as
-    # the out-of-place rule's with one large tensor less to allocate. A swapped rule is always
-    # called as it is.
-    if op.activation == "relu":
-        rule = model.relu_rule
-        return torch.relu_(y) if rule is default_relu_rule else rule(y)
-    if op.activation == "leaky_relu":
-        rule = model.leaky_rule
-        return F.leaky_relu_(y, op.slope) if rule is default_leaky_rule else rule(y, op.slope)
-    return y
-
-
-def _activate_code(op: LayerOp, expr: str) -> str:
-    if op.activation == "relu":
-        return f"self.relu_rule({expr})"
-    if op.activation == "leaky_relu":
-        return f"self.leaky_rule({expr}, {op.slope!r})"
-    return expr
-
-
 # -- layers that own a submodule ----------------------------------------------------------
-def _run_module(model: nn.Module, name: str, op: LayerOp, xs: list[torch.Tensor]) -> torch.Tensor:
-    return model._modules[name](xs[0])
+def _run_module(model: nn.Module, step: Step, xs: list[torch.Tensor]) -> torch.Tensor:
+    return model._modules[step.layer](xs[0])
 
 
-def _code_module(name: str, op: LayerOp, args: list[str]) -> str:
-    return f"self.{name}({args[0]})"
-
-
-def _run_module_activated(model: nn.Module, name: str, op: LayerOp, xs: list[torch.Tensor]) -> torch.Tensor:
-    return _activate(model, op, model._modules[name](xs[0]))
-
-
-def _code_module_activated(name: str, op: LayerOp, args: list[str]) -> str:
-    return _activate_code(op, f"self.{name}({args[0]})")
+def _code_module(step: Step, args: list[str]) -> str:
+    return f"self.{step.layer}({args[0]})"
 
 
 def _conv_module(op, ins: list[Shape]) -> ModuleSpec:
@@ -162,54 +134,65 @@ def _batch_norm_module(op, ins: list[Shape]) -> ModuleSpec:
     return ModuleSpec("BatchNorm2d" if len(ins[0]) == 3 else "BatchNorm1d", (ins[0][0],), kwargs)
 
 
+def _prelu_module(op, ins: list[Shape]) -> ModuleSpec:
+    return ModuleSpec("PReLU", (), {} if op.shared else {"num_parameters": ins[0][0]})
+
+
 def _linear_module(op, ins: list[Shape]) -> ModuleSpec:
     return ModuleSpec("Linear", (ins[0][0], op.units), {} if op.bias else {"bias": False})
 
 
 # -- functional layers --------------------------------------------------------------------
-def _run_relu(model, name, op, xs):
-    return model.relu_rule(xs[0])
+def _run_relu(model, step, xs):
+    # A fused activation reads the conv/linear output that nothing else holds, and ReLU's
+    # backward needs only its result: with the default rule it runs in place, as
+    # `nn.ReLU(inplace=True)` does in hand-written networks (same values and gradients, one
+    # large tensor less). A swapped rule is always called as it is.
+    rule = model.relu_rule
+    return torch.relu_(xs[0]) if step.fused and rule is default_relu_rule else rule(xs[0])
 
 
-def _run_leaky_relu(model, name, op, xs):
-    return model.leaky_rule(xs[0], op.slope)
+def _run_leaky_relu(model, step, xs):
+    rule, slope = model.leaky_rule, step.op.slope
+    return F.leaky_relu_(xs[0], slope) if step.fused and rule is default_leaky_rule else rule(xs[0], slope)
 
 
-def _run_global_avg_pool(model, name, op, xs):
+def _run_global_avg_pool(model, step, xs):
     return xs[0].mean(dim=(2, 3))
 
 
-def _run_flatten(model, name, op, xs):
+def _run_flatten(model, step, xs):
     return torch.flatten(xs[0], 1)
 
 
-def _run_softmax(model, name, op, xs):
+def _run_softmax(model, step, xs):
     return torch.softmax(xs[0], dim=1)
 
 
-def _run_add(model, name, op, xs):
+def _run_add(model, step, xs):
     out = xs[0]
     for x in xs[1:]:  # left to right, as `a + b + c` in the generated code
         out = out + x
     return out
 
 
-def _run_concat(model, name, op, xs):
+def _run_concat(model, step, xs):
     return torch.cat(xs, dim=1)
 
 
 TORCH_OPS: dict[str, TorchOp] = {
-    "conv": TorchOp(_conv_module, _run_module_activated, _code_module_activated),
+    "conv": TorchOp(_conv_module, _run_module, _code_module),
     "max_pool": TorchOp(_max_pool_module, _run_module, _code_module),
     "avg_pool": TorchOp(_avg_pool_module, _run_module, _code_module),
-    "global_avg_pool": TorchOp(_no_module, _run_global_avg_pool, lambda n, op, a: f"{a[0]}.mean(dim=(2, 3))"),
+    "global_avg_pool": TorchOp(_no_module, _run_global_avg_pool, lambda step, a: f"{a[0]}.mean(dim=(2, 3))"),
     "dropout": TorchOp(_dropout_module, _run_module, _code_module),
-    "relu": TorchOp(_no_module, _run_relu, lambda n, op, a: f"self.relu_rule({a[0]})"),
-    "leaky_relu": TorchOp(_no_module, _run_leaky_relu, lambda n, op, a: f"self.leaky_rule({a[0]}, {op.slope!r})"),
+    "relu": TorchOp(_no_module, _run_relu, lambda step, a: f"self.relu_rule({a[0]})"),
+    "leaky_relu": TorchOp(_no_module, _run_leaky_relu, lambda step, a: f"self.leaky_rule({a[0]}, {step.op.slope!r})"),
+    "prelu": TorchOp(_prelu_module, _run_module, _code_module),
     "batch_norm": TorchOp(_batch_norm_module, _run_module, _code_module),
-    "flatten": TorchOp(_no_module, _run_flatten, lambda n, op, a: f"torch.flatten({a[0]}, 1)"),
-    "linear": TorchOp(_linear_module, _run_module_activated, _code_module_activated),
-    "softmax": TorchOp(_no_module, _run_softmax, lambda n, op, a: f"torch.softmax({a[0]}, dim=1)"),
-    "add": TorchOp(_no_module, _run_add, lambda n, op, a: " + ".join(a)),
-    "concat": TorchOp(_no_module, _run_concat, lambda n, op, a: f"torch.cat([{', '.join(a)}], dim=1)"),
+    "flatten": TorchOp(_no_module, _run_flatten, lambda step, a: f"torch.flatten({a[0]}, 1)"),
+    "linear": TorchOp(_linear_module, _run_module, _code_module),
+    "softmax": TorchOp(_no_module, _run_softmax, lambda step, a: f"torch.softmax({a[0]}, dim=1)"),
+    "add": TorchOp(_no_module, _run_add, lambda step, a: " + ".join(a)),
+    "concat": TorchOp(_no_module, _run_concat, lambda step, a: f"torch.cat([{', '.join(a)}], dim=1)"),
 }

@@ -1,22 +1,20 @@
-"""Weights in and out: numpy arrays for the ONNX emitter, checkpoints read and written safely.
+"""Weights in and out: numpy arrays for the ONNX emitter, checkpoints checked against a spec.
 
-A specc checkpoint is a dict `{"format": "specc-checkpoint-v1", "model": state_dict, "spec":
-canonical YAML, "spec_hash": ..., ...}` saved with `torch.save`; `load_weights` also accepts a
-plain state_dict. Checkpoints are read with `weights_only=True` (no arbitrary unpickling), and
-every refusal is one line naming the file.
+Checkpoint files are read and written by the core (`specc.checkpoint_io`: weights_only
+reading, atomic writing, one-line refusals); `CHECKPOINT_FORMAT`, `read_checkpoint` and
+`save_checkpoint` are re-exported here for the backend's users. `load_weights` accepts a
+specc checkpoint or a plain state_dict.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from specc.checkpoint_io import CHECKPOINT_FORMAT, read_checkpoint, read_state_dict, save_checkpoint
 from specc.emit import spec_hash, to_yaml
 from specc.errors import SpecError, UserError
 from specc.ir import Graph
@@ -24,8 +22,15 @@ from specc.shapes import infer
 from specc.spec import load_graph_text
 from specc_torch.module import make_submodules
 
-CHECKPOINT_FORMAT = "specc-checkpoint-v1"
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel and torch.compile wrappers
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "checkpoint_payload",
+    "expected_shapes",
+    "load_weights",
+    "read_checkpoint",
+    "save_checkpoint",
+    "state_dict_numpy",
+]
 _LISTED = 3  # names shown per list in a mismatch message
 
 
@@ -51,49 +56,6 @@ def checkpoint_payload(model, **extra) -> dict:
     }
 
 
-def save_checkpoint(path: str | Path, payload: dict) -> None:
-    """`torch.save` to a temporary file in the same directory, fsync, then rename over `path`:
-    a crash leaves the old checkpoint or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def read_checkpoint(path: str | Path) -> object:
-    """`torch.load(path, map_location="cpu", weights_only=True)`, with one-line errors."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such checkpoint file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory, not a checkpoint file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file: zip, pickle, EOF, runtime
-        if "Unsupported global" in f"{exc} {exc.__context__}":  # a pickled class, not damage
-            raise UserError(
-                f"{path}: holds Python objects other than tensors and plain data — refused"
-                " (loading it would run arbitrary code)"
-            ) from None
-        raise UserError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?)") from None
-
-
 def load_weights(path: str | Path, graph: Graph) -> dict[str, torch.Tensor]:
     """The state_dict in a checkpoint file, checked against `graph`'s layers.
 
@@ -101,8 +63,7 @@ def load_weights(path: str | Path, graph: Graph) -> dict[str, torch.Tensor]:
     wrapper prefix are unwrapped). A checkpoint whose keys and shapes fit is accepted even if
     its spec differs elsewhere (dropout rates, the train: recipe); otherwise a `UserError`
     names both specs and what differs."""
-    payload = read_checkpoint(path)
-    state, trained_for = _state_of(payload, Path(path))
+    state, trained_for = _state_of(Path(path))
     expected = expected_shapes(graph)
     for key in expected:  # older or hand-made state_dicts may lack BN's step counter
         if key.endswith("num_batches_tracked") and key not in state:
@@ -119,28 +80,26 @@ def load_weights(path: str | Path, graph: Graph) -> dict[str, torch.Tensor]:
 
 
 def expected_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
-    """state_dict key -> shape of the model `graph` builds (computed on the meta device)."""
-    out = {}
-    for name, module in make_submodules(graph, infer(graph)).items():
-        for key, tensor in module.state_dict().items():
-            out[f"{name}.{key}"] = tuple(tensor.shape)
+    """state_dict key -> shape of the model `graph` builds: each layer's `weights()` as the op
+    table declares them, plus the counters torch keeps beside them (BatchNorm's
+    `num_batches_tracked`, read off the module built on the meta device)."""
+    report = infer(graph)
+    modules = make_submodules(graph, report)
+    out: dict[str, tuple[int, ...]] = {}
+    for node in graph.nodes:
+        declared = node.op.weights([report.shapes[s] for s in node.inputs])
+        out.update({f"{node.name}.{suffix}": tuple(shape) for suffix, shape in declared.items()})
+        if node.name in modules:
+            for key, tensor in modules[node.name].state_dict().items():
+                if key not in declared and not tensor.is_floating_point():  # torch's own counters
+                    out[f"{node.name}.{key}"] = tuple(tensor.shape)
     return out
 
 
-def _state_of(payload: object, path: Path) -> tuple[dict[str, torch.Tensor], str]:
+def _state_of(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     """(state_dict, "'name' (hash …)" of the spec it was trained for, or "" if unknown)."""
-    trained_for = ""
-    if isinstance(payload, dict) and "format" in payload:
-        if payload["format"] != CHECKPOINT_FORMAT:
-            raise UserError(f"{path}: checkpoint format {payload['format']!r} — expected {CHECKPOINT_FORMAT!r}")
-        trained_for = _spec_label(payload.get("spec"), payload.get("spec_hash"))
-        payload = payload.get("model")
-    if not isinstance(payload, dict) or not payload or not all(isinstance(v, torch.Tensor) for v in payload.values()):
-        raise UserError(f"{path}: neither a state_dict nor a specc checkpoint (no tensors by layer name)")
-    state = dict(payload)
-    for prefix in _WRAPPER_PREFIXES:
-        if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
+    container, state = read_state_dict(path)
+    trained_for = _spec_label(container.get("spec"), container.get("spec_hash")) if container else ""
     return state, trained_for
 
 

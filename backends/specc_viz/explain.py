@@ -32,7 +32,7 @@ from torch import nn
 
 from specc_viz.replay import forward_values, replay
 from specc_viz.rules import backward_rules, check_method
-from specc_viz.units import Channel, Position, Unit, as_unit, check_unit, make_seeds
+from specc_viz.units import Channel, Position, Unit, as_unit, check_unit, make_seeds, resolve_seed
 
 ENGINES = ("auto", "replay", "autograd")
 DEFAULT_MAX_ROWS = 128  # seeds per backward pass: bounds memory (rows x the widest layer)
@@ -88,7 +88,7 @@ def explain(
     layer: str | None = None,
     units=None,
     method: str = "guided",
-    seed: str = "activation",
+    seed: str = "auto",
     engine: str = "auto",
     max_rows: int = DEFAULT_MAX_ROWS,
     batch_size: int = DEFAULT_BATCH,
@@ -99,7 +99,8 @@ def explain(
     `layer` None means the logits, where a unit is a class. `units`: a list of `Channel`,
     `Position`, ints (channels or classes), (c, y, x) tuples or "C" / "C,Y,X" strings; a
     single unit instead of a list gives (B, C, H, W). `seed`: "activation" (the paper: the
-    unit keeps its activation, all other activations of the layer are zero) or "one".
+    unit keeps its activation, all other activations of the layer are zero), "one" (1 on the
+    unit: the gradient of its value) or "auto" (one for a class, activation for a channel).
     `engine`: see the module docstring; `max_rows` seeds per backward pass and `batch_size`
     images per forward pass bound the memory."""
     check_method(method)
@@ -114,6 +115,7 @@ def explain(
     if not unit_list:
         raise ValueError("units: the list is empty")
     layer = resolve_layer(model, layer)
+    seed = resolve_seed(seed, layer is None or layer == getattr(model, "output_name", None))
     shape = layer_shape(model, layer, inputs)
     for unit in unit_list:
         check_unit(unit, shape, layer or "output")
@@ -142,7 +144,7 @@ def explain_rows(
     rows: Sequence[tuple[int, Unit]],
     method: str,
     *,
-    seed: str = "activation",
+    seed: str = "auto",
     max_rows: int = DEFAULT_MAX_ROWS,
 ) -> torch.Tensor:
     """Maps (len(rows), C, H, W), one per (image index into `inputs`, unit) pair, from one
@@ -158,12 +160,13 @@ def explain_rows_by_method(
     rows: Sequence[tuple[int, Unit]],
     methods: Sequence[str],
     *,
-    seed: str = "activation",
+    seed: str = "auto",
     max_rows: int = DEFAULT_MAX_ROWS,
 ) -> dict[str, torch.Tensor]:
     """`explain_rows` for several methods from the same single forward pass."""
     for method in methods:
         check_method(method)
+    seed = resolve_seed(seed, layer == model.output_name)
     if not rows:
         raise ValueError("rows: no (image, unit) pair to explain")
     with inference_state(model):

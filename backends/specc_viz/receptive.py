@@ -47,7 +47,7 @@ def geometry(graph: Graph) -> dict[str, tuple[Axis, Axis]]:
         ins = [shapes[s] for s in node.inputs]
         shapes[node.name] = node.op.output_shape(ins)
         kh, kw, sh, sw = node.op.window(ins)
-        ph, pw = node.op.pads() if hasattr(node.op, "pads") else (0, 0)
+        ph, pw = node.op.pads()
         axes = []
         for axis, (k, s, pad) in enumerate(((kh, sh, ph), (kw, sw, pw))):
             start = min(geo[src][axis][0] for src in node.inputs)

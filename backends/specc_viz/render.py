@@ -10,13 +10,13 @@ folder renamed into place.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from specc.fileio import write_bytes
 
 BACKGROUND = (255, 255, 255)
 LABEL_COLOUR = (0, 0, 0)
@@ -91,19 +91,8 @@ def _clip_label(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
 
 
 def write_atomic(path: str | Path, data: bytes) -> int:
-    """Write through a temporary file in the same folder, renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return len(data)
+    """Write bytes to `path` atomically (`specc.fileio.write_bytes`); returns the size."""
+    return write_bytes(path, data)
 
 
 def save_png(image: Image.Image, path: str | Path) -> int:

@@ -1,26 +1,10 @@
-"""The three backward rules through ReLU (section 3.4 of "The All Convolutional Net") and the
-pass that gives every ReLU of a specc-built model one of them.
+"""The backward rules through ReLU (section 3.4 of "The All Convolutional Net") as autograd
+functions, and the pass that gives every ReLU of a specc-built model one of them.
 
 The forward pass is never changed; only the signal sent down through a rectifier differs.
-With `y` the rectifier's output (y > 0 exactly where its input x > 0, for ReLU and for a
-leaky ReLU with slope >= 0) and `g` the signal arriving from above:
-
-| method    | ReLU                      | leaky ReLU (slope a)                          |
-|-----------|---------------------------|-----------------------------------------------|
-| backprop  | g * (y > 0)               | g * (1 if y > 0 else a)                       |
-| deconvnet | g * (g > 0)               | g if g > 0 else a * g                         |
-| guided    | g * (y > 0) * (g > 0)     | (g * (1 if y > 0 else a)) * (g > 0)           |
-
-Leaky choices, and why. backprop is the true derivative. The deconvnet passes the signal
-through the *layer's own nonlinearity* and ignores the forward pass (Zeiler & Fergus apply
-the rectifier to the reconstruction), so its leaky analogue is leaky_relu(g). guided is
-"backprop, then keep only what flows down as positive signal": the backprop rule masked by
-g > 0, which for slope 0 is exactly the ReLU rule.
-
-Pooling and convolutions need no new rule: autograd's max-pool backward routes the signal to
-the argmax of each window, which *are* the deconvnet's switches of the forward pass, and the
-backward of a (strided) convolution or an average pool is its transposed convolution — what
-all three methods prescribe.
+The rules themselves — backprop, deconvnet, guided, for ReLU and leaky ReLU, and why the
+leaky ones are what they are — are defined once in `specc.backward` and shared with the
+replay engine and the ONNX explain models.
 
 The pass swaps the functions the model calls at its ReLU seam (`relu_rule`, `leaky_rule`),
 which every ReLU site goes through — fused conv/linear activations, standalone relu layers,
@@ -38,38 +22,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-METHODS = ("backprop", "deconvnet", "guided")
+from specc.backward import METHODS, check_method, leaky_rule, relu_rule
+from specc_viz.replay import TORCH_OPS
 
 
 # -- the rules as plain functions of (g, y): shared by the autograd functions and the replay --
 def relu_backward(method: str, g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The signal sent below a ReLU whose output was `y` (broadcastable to `g`), for signal
-    `g` from above."""
-    # threshold_backward(g, y, 0) is g where y > 0, else 0: autograd's own ReLU backward, one
-    # pass over memory. (torch.where(y > 0, g, 0) is several times slower on the CPU.)
-    if method == "backprop":
-        return _threshold_backward(g, y, 0)
-    if method == "deconvnet":
-        return F.relu(g)
-    if method == "guided":
-        return _threshold_backward(g, y, 0).relu_()
-    raise ValueError(f"method {method!r}: expected one of {', '.join(METHODS)}")
+    `g` from above (`specc.backward.relu_rule` on tensors)."""
+    return relu_rule(TORCH_OPS, method, g, y)
 
 
 def leaky_backward(method: str, g: torch.Tensor, y: torch.Tensor, slope: float) -> torch.Tensor:
     """The signal sent below a leaky ReLU (negative slope `slope` >= 0) whose output was `y`."""
-    if method == "deconvnet":
-        return F.leaky_relu(g, slope)
-    derivative = _leaky_relu_backward(g, y, slope, True)  # g * (1 if y > 0 else slope)
-    if method == "backprop":
-        return derivative
-    if method == "guided":
-        return _threshold_backward(derivative, g, 0)  # kept where g > 0
-    raise ValueError(f"method {method!r}: expected one of {', '.join(METHODS)}")
-
-
-_threshold_backward = torch.ops.aten.threshold_backward
-_leaky_relu_backward = torch.ops.aten.leaky_relu_backward
+    return leaky_rule(TORCH_OPS, method, g, y, slope)
 
 
 # -- autograd functions: forward unchanged, backward by the rule ---------------------------
@@ -122,12 +88,6 @@ RELU_FUNCTIONS: dict[str, type[torch.autograd.Function]] = {m: _relu_function(m)
 LEAKY_FUNCTIONS: dict[str, type[torch.autograd.Function]] = {m: _leaky_function(m) for m in METHODS}
 BackpropReLU, DeconvnetReLU, GuidedReLU = (RELU_FUNCTIONS[m] for m in METHODS)
 BackpropLeakyReLU, DeconvnetLeakyReLU, GuidedLeakyReLU = (LEAKY_FUNCTIONS[m] for m in METHODS)
-
-
-def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"method {method!r}: expected one of {', '.join(METHODS)}")
-    return method
 
 
 def rule_functions(method: str) -> tuple[Callable, Callable]:

@@ -2,80 +2,31 @@
 
 A unit is a whole channel (`Channel(c)`), one position of a channel (`Position(c, y, x)`),
 or, on a flat layer such as the logits, one feature (`Channel(k)`: a class is a channel of
-the logits). Following the paper, the seed keeps the unit's own activation and sets every
-other activation of the layer to zero (`seed="activation"`); `seed="one"` puts 1 on the
-unit instead (what a start from a zero input needs, where activations carry no signal).
+the logits). Following the paper, the seed of a hidden unit keeps the unit's own activation
+and sets every other activation of the layer to zero (`seed="activation"`); `seed="one"` puts
+1 on the unit instead — what a class needs (the gradient of its score, as Captum computes it)
+and what a start from a zero input needs, where activations carry no signal. `seed="auto"`
+(the default) is "one" at the logits and "activation" elsewhere.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-SEEDS = ("activation", "one")
+from specc.units import Channel, Position, Unit, as_unit, check_unit, parse_unit  # noqa: F401 - re-exported
+
+SEEDS = ("auto", "activation", "one")
 
 
-@dataclass(frozen=True)
-class Channel:
-    """A whole channel of a feature map, or one feature of a flat layer (a class logit)."""
-
-    channel: int
-
-    def label(self) -> str:
-        return f"c{self.channel}"
-
-
-@dataclass(frozen=True)
-class Position:
-    """One unit of a feature map: channel `channel` at row `y`, column `x`."""
-
-    channel: int
-    y: int
-    x: int
-
-    def label(self) -> str:
-        return f"c{self.channel}@{self.y},{self.x}"
-
-
-Unit = Channel | Position
-
-
-def parse_unit(text: str) -> Unit:
-    """'C' -> Channel(C); 'C,Y,X' -> Position(C, Y, X). Raises ValueError with the reason."""
-    parts = [p.strip() for p in str(text).split(",")]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"unit {text!r}: expected C (a channel) or C,Y,X (a position), as integers") from None
-    if len(values) == 1:
-        return Channel(values[0])
-    if len(values) == 3:
-        return Position(*values)
-    raise ValueError(f"unit {text!r}: expected C (a channel) or C,Y,X (a position), not {len(values)} numbers")
-
-
-def as_unit(value) -> Unit:
-    if isinstance(value, (Channel, Position)):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Channel(value)
-    if isinstance(value, tuple) and len(value) == 3:
-        return Position(*map(int, value))
-    return parse_unit(value)
-
-
-def check_unit(unit: Unit, shape: tuple[int, ...], layer: str) -> None:
-    """Refuse a unit outside the layer's per-sample `shape` ((C, H, W) or (F,))."""
-    if not 0 <= unit.channel < shape[0]:
-        what = "channels" if len(shape) == 3 else "features"
-        raise ValueError(f"unit {unit.label()}: layer '{layer}' has {shape[0]} {what} (0..{shape[0] - 1})")
-    if isinstance(unit, Position):
-        if len(shape) != 3:
-            raise ValueError(f"unit {unit.label()}: layer '{layer}' is a flat vector — give a feature index only")
-        _, h, w = shape
-        if not (0 <= unit.y < h and 0 <= unit.x < w):
-            raise ValueError(f"unit {unit.label()}: layer '{layer}' is {h}x{w} (y 0..{h - 1}, x 0..{w - 1})")
+def resolve_seed(seed: str, starts_at_logits: bool) -> str:
+    """`auto`: a class (a unit of the logits) starts from 1 — the paper's and Captum's
+    convention, so a class with a negative or zero score still gets its map — and a channel of
+    a hidden layer from its activation (the paper's deconvnet seed)."""
+    if seed not in SEEDS:
+        raise ValueError(f"seed {seed!r}: expected one of {', '.join(SEEDS)}")
+    if seed == "auto":
+        return "one" if starts_at_logits else "activation"
+    return seed
 
 
 def unit_mask(unit: Unit, shape: tuple[int, ...]) -> torch.Tensor:
@@ -91,8 +42,8 @@ def unit_mask(unit: Unit, shape: tuple[int, ...]) -> torch.Tensor:
 def make_seeds(activation: torch.Tensor, units: list[Unit], rows: torch.Tensor, seed: str) -> torch.Tensor:
     """The seeds of `len(rows)` backward passes: row r starts unit `units[r]` from image
     `rows[r]` of `activation` (B, ...). Returns (len(rows), ...) of the layer's shape."""
-    if seed not in SEEDS:
-        raise ValueError(f"seed {seed!r}: expected one of {', '.join(SEEDS)}")
+    if seed not in SEEDS[1:]:
+        raise ValueError(f"seed {seed!r}: expected activation or one")
     shape = tuple(activation.shape[1:])
     masks = torch.stack([unit_mask(u, shape) for u in units]).to(activation.dtype)  # (R, ...)
     if seed == "one":

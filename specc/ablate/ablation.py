@@ -19,9 +19,10 @@ from specc.ablate.plan import Task, make_tasks, read_result
 from specc.ablate.presets import PAPER_LRS, Preset, preset
 from specc.ablate.runner import available_cores, describe_status, execute, progress_line, threads_per_job
 from specc.ablate.variants import VARIANTS, Skipped, Variant, derive
-from specc.api import check
 from specc.emit import to_yaml
 from specc.errors import UserError
+from specc.fileio import write_text
+from specc.frontend import check
 from specc.ir import Graph
 from specc.shapes import DEFAULT_MAX_ACTIVATION_BYTES, DEFAULT_MAX_PARAMS
 from specc.train.config import TrainConfig, recipe_of
@@ -70,13 +71,18 @@ def prepare(spec, settings: Settings) -> Ablation:
     _check_numbers(settings)
     chosen = preset(settings.preset)
     budgets = {"max_params": settings.max_params, "max_activation_bytes": settings.max_activation_bytes}
-    graph = check(spec, _overrides(chosen, settings), **budgets).graph
+    graph = check(
+        spec,
+        _overrides(chosen, settings),
+        max_params=settings.max_params,
+        max_activation_bytes=settings.max_activation_bytes,
+    ).graph
     graph, prepared = _apply_preset(graph, chosen, budgets)
     cfg = _recipe(graph, settings)
     variants = derive(graph.replace(train=None), settings.variants, **budgets)
     trainable = [v for v in variants if isinstance(v, Variant)]
     if not trainable:
-        reasons = "; ".join(f"{v.name}: {v.reason}" for v in variants)
+        reasons = "; ".join(f"{v.name}: {v.reason}" for v in variants if isinstance(v, Skipped))
         raise UserError(f"no variant of {graph.name} can be derived: {reasons}")
     for variant in trainable:
         check_fits(variant.graph, cfg)
@@ -110,7 +116,7 @@ def execute_ablation(ablation: Ablation, say: Callable[[str], None] | None = Non
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     started = time.perf_counter()
     status = describe_status(ablation.tasks)
-    results = {t.name: read_result(t) for t in status["done"]}
+    results = {t.name: result for t in status["done"] if (result := read_result(t)) is not None}
     _write_specs(ablation)
     todo = status["interrupted"] + status["new"]
     total = len(ablation.tasks)
@@ -223,9 +229,7 @@ def _write_specs(ablation: Ablation) -> None:
     """OUT/<variant>/spec.yaml: each derived network, for `specc summary`, `specc compile`..."""
     for variant in ablation.variants:
         if isinstance(variant, Variant):
-            path = ablation.out / variant.name / "spec.yaml"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(to_yaml(variant.graph))
+            write_text(ablation.out / variant.name / "spec.yaml", to_yaml(variant.graph))
 
 
 def _plan_text(ablation: Ablation) -> str:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from specc.emit import to_yaml
 from specc.errors import UserError
+from specc.fileio import write_text
 from specc.ir import Graph
 from specc.train.config import TrainConfig, recipe_of
 
@@ -124,10 +124,7 @@ def _check_same(path: Path, task: Task) -> None:
 
 def write_json(path: Path, record: dict) -> None:
     """Atomic: a reader (or a resumed ablation) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 def read_result(task: Task) -> dict | None:

@@ -14,12 +14,12 @@ is that rate's, mean ± sample standard deviation over seeds.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from pathlib import Path
 
 from specc.ablate.plan import Task
 from specc.ablate.variants import Skipped, Variant, paper_model
+from specc.fileio import atomic_write, write_text
 
 # Table 3 of the paper: CIFAR-10 test error (%) without augmentation, and exact parameters.
 PAPER_CIFAR10 = {
@@ -259,9 +259,7 @@ def plot(report: dict, path: Path) -> None:
     if done or paper:
         axes.legend(fontsize="small")
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: figure.savefig(f, format="png"))
 
 
 def write(report: dict, out: Path, with_plot: bool = True) -> None:
@@ -271,8 +269,6 @@ def write(report: dict, out: Path, with_plot: bool = True) -> None:
         (REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n"),
         (REPORT_MD, markdown(report)),
     ):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        write_text(out / name, text)
     if with_plot:
         plot(report, out / PLOT)

@@ -6,9 +6,11 @@ import sys
 from pathlib import Path
 
 from specc.api import check
+from specc.checkpoint_io import CHECKPOINT_FORMAT, read_checkpoint
 from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
 from specc.commands.explain_options import add_explain_arguments, explain_onnx_bytes, explain_path
 from specc.errors import UserError
+from specc.fileio import write_files
 from specc.summary import human_bytes, render
 
 TARGETS = ("torch", "onnx", "all")
@@ -59,8 +61,9 @@ def run(args) -> int:
         raise UserError(f"-o {out_dir}: exists and is not a folder")
     targets = ("onnx", "torch") if args.target == "all" else (args.target,)
     paths = {t: out_dir / f"{graph.name}.{'onnx' if t == 'onnx' else 'py'}" for t in targets}
-    if explain_path(out_dir, graph, args) and "onnx" in paths:
-        paths["onnx"] = explain_path(out_dir, graph, args)
+    explained = explain_path(out_dir, graph, args)
+    if explained and "onnx" in paths:
+        paths["onnx"] = explained
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not args.force:
         raise UserError(
@@ -76,13 +79,11 @@ def run(args) -> int:
         if "onnx" in targets:
             contents["onnx"] = _onnx_bytes(graph, weights, provenance, args, batch)
 
-    from specc_onnx import write_atomic
-
     print(render(result.report), end="")
     print("wrote:")
-    for target in targets:
-        size = write_atomic(paths[target], contents[target])
-        print(f"  {paths[target]}  ({human_bytes(size)})")
+    sizes = write_files({paths[target]: contents[target] for target in targets})  # all or none
+    for path, size in sizes.items():
+        print(f"  {path}  ({human_bytes(size)})")
     return 0
 
 
@@ -124,8 +125,6 @@ def _weights(graph, args) -> tuple[dict, dict]:
 
 def _preprocessing(path: str) -> dict | None:
     """The preprocessing a specc checkpoint records (None for a plain state_dict)."""
-    from specc_torch.weights import CHECKPOINT_FORMAT, read_checkpoint
-
     payload = read_checkpoint(path)
     if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
         return payload.get("preprocessing")

@@ -6,6 +6,7 @@ import json
 import math
 
 from specc.api import check
+from specc.checkpoint_io import read_checkpoint
 from specc.commands.common import add_command, add_spec_options, check_kwargs
 from specc.errors import UserError
 from specc.ir import Graph
@@ -42,15 +43,16 @@ def register(sub) -> None:
 
 def run(args) -> int:
     import torch
-    from specc_torch import build
-    from specc_torch.weights import load_weights, read_checkpoint
 
+    from specc.preprocessing import Preprocessing
     from specc.train.config import TrainConfig
-    from specc.train.data import Preprocessing, load_dataset, torch_preprocess
+    from specc.train.data import fit_preprocessing, load_dataset, torch_preprocess
     from specc.train.distributed import World
     from specc.train.evaluate import evaluate
     from specc.train.inputs import check_fits, dataset_name, dataset_options
     from specc.train.setup import pick_device
+    from specc_torch import build
+    from specc_torch.weights import load_weights
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: expected a positive integer")
@@ -69,7 +71,7 @@ def run(args) -> int:
         preprocessing = Preprocessing.from_dict(saved["preprocessing"])
     else:  # a plain state_dict records none: fit the recipe's on the training split, as training did
         train = load_dataset(dataset_name(cfg), cfg.data_dir, "train", image_size=size, **dataset_options(graph, cfg))
-        preprocessing = Preprocessing.fit(cfg.preprocessing, train.images)
+        preprocessing = fit_preprocessing(cfg.preprocessing, train.images)
     device = pick_device(args.device, World())
     model = build(graph, output="logits")
     model.load_state_dict(state)
@@ -83,7 +85,7 @@ def run(args) -> int:
         batch_size=args.batch_size,
     )
     labels = list(graph.labels) if graph.labels is not None else list(saved.get("labels") or data.label_names)
-    report = _report(graph, args, cfg.dataset, labels, result)
+    report = _report(graph, args, dataset_name(cfg), labels, result)
     print(json.dumps(report, indent=2) if args.json else _text(report))
     return 0
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from specc.backward import METHODS
 from specc.errors import UserError
-
-METHODS = ("guided", "deconvnet", "backprop")
 
 
 def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +25,13 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
         "--unit",
         metavar="C|C,Y,X",
         help="a channel or one position, fixed in the model; omitted: a unit_mask input chooses at run time",
+    )
+    group.add_argument(
+        "--explain-seed",
+        choices=("auto", "activation", "one"),
+        default="auto",
+        help="what the map starts from: the unit's activation (the paper's deconvnet seed) or 1 on the unit"
+        " (the gradient of its value); auto (default): 1 at the logits (a class), the activation elsewhere",
     )
 
 
@@ -44,7 +50,6 @@ def explain_onnx_bytes(graph, weights: dict, provenance: dict, args, batch) -> b
     """The checked, serialised explain model for `specc compile --explain`."""
     try:
         from specc_explain_onnx import check_explain_model, emit_explain
-
         from specc_onnx import DEFAULT_OPSET, to_bytes
     except ImportError as exc:
         raise UserError(f"--explain needs onnx ({exc}) — pip install 'specc[onnx]'") from None
@@ -58,6 +63,7 @@ def explain_onnx_bytes(graph, weights: dict, provenance: dict, args, batch) -> b
         method=args.explain,
         layer=args.layer,
         unit=args.unit,
+        seed=args.explain_seed,
         opset=args.opset or DEFAULT_OPSET,
         batch=batch,
         fold_bn=False,

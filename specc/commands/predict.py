@@ -100,7 +100,7 @@ def preprocess(pixels: np.ndarray, preprocessing: dict | None) -> np.ndarray:
 
     if preprocessing is None:
         return (pixels / 255.0).astype(np.float32)
-    from specc.train.data.preprocess import Preprocessing
+    from specc.preprocessing import Preprocessing
 
     return Preprocessing.from_dict(preprocessing).apply(pixels).astype(np.float32)
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+from typing import Any
 
 from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
 from specc.emit import schema_modeline
 from specc.errors import UserError
+from specc.fileio import write_text
 from specc.spec import load_graph_text
 from specc.transforms import OPTIONS, TRANSFORMS, build_steps, run
-from specc.transforms.files import check_writable, write_text
+from specc.transforms.files import check_writable
 from specc.yamlsrc import read_source
 
 
@@ -65,7 +67,9 @@ specc transform --list
     add_spec_options(p)
     steps = p.add_argument_group("transforms (applied in the order given; flags may repeat)")
     for entry in TRANSFORMS.values():
-        kwargs = {"nargs": 0} if entry.parse is None else {"metavar": entry.metavar, "type": _typed(entry.parse)}
+        kwargs: dict[str, Any] = (
+            {"nargs": 0} if entry.parse is None else {"metavar": entry.metavar, "type": _typed(entry.parse)}
+        )
         if entry.choices:
             kwargs["choices"] = entry.choices
             kwargs["metavar"] = "{" + ",".join(entry.choices) + "}"

@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 from specc.api import check
+from specc.backward import METHODS
+from specc.checkpoint_io import CHECKPOINT_FORMAT, read_checkpoint
 from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
 from specc.errors import UserError, did_you_mean
+from specc.fileio import write_text
 
-METHODS = ("backprop", "deconvnet", "guided")
 DEFAULT_UNITS = 8
 DEFAULT_TOP_K = 9
 
@@ -82,7 +84,7 @@ def run(args) -> int:
         import torch
 
         import specc_torch
-        from specc_torch.weights import load_weights, read_checkpoint
+        from specc_torch.weights import load_weights
         from specc_viz import figures, render
     except ImportError as exc:
         raise UserError(f"visualize needs PyTorch ({exc}) — pip install 'specc[torch]'") from None
@@ -92,7 +94,7 @@ def run(args) -> int:
     if args.weights:
         model.load_state_dict(load_weights(args.weights, graph))
         payload = read_checkpoint(args.weights)
-        if isinstance(payload, dict) and payload.get("format") == "specc-checkpoint-v1":
+        if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
             preprocessing = payload.get("preprocessing")
     model.eval()
     layer = _layer(model, args)
@@ -112,7 +114,7 @@ def run(args) -> int:
         manifest = {"spec": graph.name, "layer": layer, "methods": methods, **figure.manifest}
         manifest["arrays"] = {m: out.with_suffix(f".{m}.npy").name for m in figure.arrays}
         path = out.with_suffix(".json")
-        written.append((path, render.write_atomic(path, (json.dumps(manifest, indent=2) + "\n").encode())))
+        written.append((path, write_text(path, json.dumps(manifest, indent=2) + "\n")))
     print("wrote:")
     for path, size in written:
         print(f"  {path}  ({size:,} bytes)")
@@ -224,7 +226,7 @@ def _preparer(preprocessing: dict | None, torch):
 
     if preprocessing is None:
         return lambda pixels: torch.from_numpy((np.asarray(pixels, dtype=np.float32) / 255.0).astype(np.float32))
-    from specc.train.data.preprocess import Preprocessing
+    from specc.preprocessing import Preprocessing
 
     fitted = Preprocessing.from_dict(preprocessing)
     return lambda pixels: torch.from_numpy(fitted.apply(np.asarray(pixels)).astype(np.float32))

@@ -1,7 +1,8 @@
 """Run checkpoints: what `specc train` saves, and reading a run back for `--resume`.
 
-A checkpoint is the shared specc format (`specc_torch.weights`): a plain dict of tensors,
-lists, numbers and strings, loadable with `torch.load(weights_only=True)`:
+A checkpoint is the shared specc format (`specc.checkpoint_io`, which reads and writes every
+checkpoint file): a plain dict of tensors, lists, numbers and strings, loadable with
+`torch.load(weights_only=True)`:
 
     format       "specc-checkpoint-v1"
     model        state_dict (contiguous CPU tensors, keys = layer names)
@@ -30,8 +31,10 @@ from pathlib import Path
 
 import torch
 
+from specc.checkpoint_io import CHECKPOINT_FORMAT, read_checkpoint, save_checkpoint
 from specc.errors import UserError
 from specc.train.distributed import World, gather
+from specc.version import __version__
 
 LAST, BEST = "last.pt", "best.pt"
 RESUME_KEYS = ("model", "optimizer", "spec", "config", "epoch", "step", "rng", "history", "preprocessing")
@@ -40,10 +43,8 @@ RESUME_KEYS = ("model", "optimizer", "spec", "config", "epoch", "step", "rng", "
 def versions() -> dict[str, str]:
     import numpy
 
-    import specc
-
     return {
-        "specc": specc.__version__,
+        "specc": __version__,
         "torch": str(torch.__version__),
         "numpy": str(numpy.__version__),
         "python": sys.version.split()[0],
@@ -77,8 +78,6 @@ def restore_rng(state: dict, world: World) -> bool:
 
 def save(path: Path, payload: dict) -> None:
     """Atomic write (temp file + fsync + rename): the previous file survives any crash."""
-    from specc_torch.weights import save_checkpoint
-
     save_checkpoint(path, payload)
 
 
@@ -94,8 +93,6 @@ def checkpoint_path(target: str | Path) -> Path:
 
 def read_for_resume(target: str | Path) -> tuple[Path, dict]:
     """(checkpoint path, payload) of a run to continue; one-line errors for anything wrong."""
-    from specc_torch.weights import CHECKPOINT_FORMAT, read_checkpoint
-
     path = checkpoint_path(target)
     payload = read_checkpoint(path)  # weights_only=True; one line for a truncated/corrupt file
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:

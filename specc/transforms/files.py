@@ -1,12 +1,8 @@
-"""Writing results: atomically (a temporary file in the same directory, then `os.replace`),
-so that an interrupted run never leaves half a spec or half a checkpoint, and never over an
-existing file unless asked."""
+"""Where `specc transform` may write: never over an existing file unless asked, and never
+into a folder that does not exist. The writing itself is `specc.fileio`'s (atomic)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from specc.errors import UserError
@@ -22,34 +18,3 @@ def check_writable(path: str | Path, force: bool, what: str = "-o") -> Path:
     if not path.parent.exists():
         raise UserError(f"{what} {path}: no such directory '{path.parent}'")
     return path
-
-
-def atomic_write(path: str | Path, write: Callable[[object], None]) -> None:
-    """Call `write(binary_file)` on a temporary file next to `path`, then move it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def _mode_for(path: Path) -> int:
-    if path.exists():
-        return path.stat().st_mode & 0o777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask

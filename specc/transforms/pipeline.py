@@ -17,6 +17,7 @@ from typing import Any
 
 from specc.emit import to_yaml
 from specc.errors import Diagnostic, SpecError, UserError
+from specc.frontend import load
 from specc.ir import Graph, lint
 from specc.shapes import DEFAULT_MAX_ACTIVATION_BYTES, DEFAULT_MAX_PARAMS, ShapeReport, infer
 from specc.transforms.base import Transform
@@ -47,7 +48,7 @@ def run(
     max_activation_bytes: int = DEFAULT_MAX_ACTIVATION_BYTES,
 ) -> TransformResult:
     """Apply `steps` in order to a graph, checking the result of each."""
-    budgets = {"max_params": max_params, "max_activation_bytes": max_activation_bytes}
+    budgets: dict[str, Any] = {"max_params": max_params, "max_activation_bytes": max_activation_bytes}
     problems = lint(graph)
     if problems:
         raise SpecError(problems)
@@ -103,8 +104,6 @@ def transform(
     `skip_unsupported=True`, `round_to=8`. Returns a `TransformResult`; `.graph` is the new
     graph, `.to_yaml()` its canonical spec.
     """
-    from specc.api import load
-
     options = {k: named.pop(k) for k in list(named) if k in OPTIONS}
     for key in named:
         if key not in TRANSFORMS:

@@ -1,24 +1,41 @@
-"""THE transform table: every transform once, with its name, options, help and rationale.
+"""THE transform table: every transform once, read from the transforms themselves.
 
-The CLI builds its flags from this table (`--replace-pooling conv`), the Python API its
-keywords (`replace_pooling="conv"`), `specc transform --list` prints it, and the tests
-iterate over it. Shared options (`--pool-types`, `--skip-unsupported`, `--round`) are listed
-once in `OPTIONS` and handed to the transforms that read them.
+Each transform declares its options once, as the fields of its dataclass (see
+`specc.transforms.base`): the value its flag takes (`argument`), the options it shares with
+other transforms by name (`option`), their help, choices (a `Literal` type) and how text
+is read. This module derives from them the entries the CLI builds its flags from
+(`--replace-pooling conv`), the Python API its keywords (`replace_pooling="conv"`),
+`specc transform --list` prints, and the tests iterate over. Shared options
+(`--pool-types`, `--skip-unsupported`, `--round`) are listed once in `OPTIONS` and handed
+to the transforms that declare them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from specc.errors import UserError, did_you_mean
-from specc.transforms.base import Transform
+from specc.transforms.base import OPTION, Transform, choices_of, field_types
 from specc.transforms.fc_to_conv import FcToConv
-from specc.transforms.replace_pooling import MODES, ReplacePooling, parse_pool_types
-from specc.transforms.replace_stride import TARGETS, ReplaceStride
-from specc.transforms.retarget import SetClasses, SetInput, parse_input
+from specc.transforms.fold_batch_norm import FoldBatchNorm
+from specc.transforms.replace_pooling import ReplacePooling
+from specc.transforms.replace_stride import ReplaceStride
+from specc.transforms.retarget import SetClasses, SetInput
 from specc.transforms.width import WidthMult
+
+# In the order `--help` and `--list` show them.
+TRANSFORM_CLASSES: tuple[type[Transform], ...] = (
+    ReplacePooling,
+    ReplaceStride,
+    WidthMult,
+    SetClasses,
+    SetInput,
+    FcToConv,
+    FoldBatchNorm,
+)
 
 
 def _number(kind: type, what: str) -> Callable[[str], Any]:
@@ -29,6 +46,27 @@ def _number(kind: type, what: str) -> Callable[[str], Any]:
             raise UserError(f"{text!r} is not {what}") from None
 
     return parse
+
+
+# How text becomes a value of a field's type, where the field does not say (`parse=`).
+_PARSERS: dict[Any, Callable[[str], Any]] = {
+    int: _number(int, "an integer"),
+    float: _number(float, "a number"),
+    str: str,
+}
+
+
+def _parser(cls: type[Transform], field: dataclasses.Field) -> Callable[[str], Any] | None:
+    """The field's text reader; None for a switch (a bool option)."""
+    annotation = field_types(cls)[field.name]
+    if field.metadata.get("parse") is not None:
+        return field.metadata["parse"]
+    if annotation is bool:
+        return None
+    if choices_of(annotation) is not None:
+        return str
+    assert annotation in _PARSERS, f"{cls.__name__}.{field.name}: give `parse=` for a {annotation}"
+    return _PARSERS[annotation]
 
 
 @dataclass(frozen=True)
@@ -49,7 +87,6 @@ class Entry:
 
     name: str
     cls: type[Transform]
-    build: Callable[[Any, dict], Transform]
     parse: Callable[[str], Any] | None  # None: a switch without a value
     metavar: str | None
     choices: tuple[str, ...] | None
@@ -61,118 +98,44 @@ class Entry:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    def build(self, value: Any, options: dict) -> Transform:
+        """The transform with this value (ignored for a switch) and the options it declares."""
+        kwargs = {name: options[name] for name in self.options}
+        field = self.cls.argument_field()
+        if field is not None:
+            kwargs[field.name] = value
+        return self.cls(**kwargs)
 
-OPTIONS: dict[str, Option] = {
-    o.name: o
-    for o in (
-        Option(
-            "pool_types",
-            "--pool-types",
-            ("max_pool",),
-            parse_pool_types,
-            "max,avg",
-            "pool types --replace-pooling rewrites (default max; avg pools are refused unless listed)",
-        ),
-        Option(
-            "skip_unsupported",
-            "--skip-unsupported",
-            False,
-            None,
-            None,
-            "leave layers a rule cannot rewrite in place and report them, instead of refusing",
-        ),
-        Option(
-            "round_to",
-            "--round",
-            1,
-            _number(int, "an integer"),
-            "N",
-            "round scaled channel counts of --width-mult to a multiple of N (default 1)",
-        ),
-    )
-}
 
-TRANSFORMS: dict[str, Entry] = {
-    e.name: e
-    for e in (
-        Entry(
-            "replace_pooling",
-            ReplacePooling,
-            lambda value, o: ReplacePooling(value, o["pool_types"], o["skip_unsupported"]),
-            str,
-            "RULE",
-            MODES,
-            ("pool_types", "skip_unsupported"),
-            "replace each max-pool: strided (Strided-CNN), conv (ALL-CNN) or convpool (ConvPool-CNN)",
-            "The paper's central experiment: is max-pooling needed, or can a network learn its "
-            "downsampling? strided removes the pool and strides the conv before it (same "
-            "parameters); conv replaces the pool by a learned 3x3/2 convolution; convpool keeps the "
-            "pool but adds the same convolution before it, the control for the extra parameters.",
-        ),
-        Entry(
-            "replace_stride",
-            ReplaceStride,
-            lambda value, o: ReplaceStride(value, skip_unsupported=o["skip_unsupported"]),
-            str,
-            "POOL",
-            tuple(TARGETS),
-            ("skip_unsupported",),
-            "turn each stride-s conv into a stride-1 conv + a 3x3 max-pool of stride s (same weights)",
-            "The inverse of replace_pooling=conv. The paper applies it to a trained ALL-CNN to get "
-            "max-pooling switches for the deconvnet; the convolutions keep their names and shapes, "
-            "so --weights carries a checkpoint over unchanged.",
-        ),
-        Entry(
-            "width_mult",
-            WidthMult,
-            lambda value, o: WidthMult(value, o["round_to"]),
-            _number(float, "a number"),
-            "F",
-            None,
-            ("round_to",),
-            "scale every hidden channel count by F (rounded to --round N); classifier untouched",
-            "A cheap capacity knob: half-width models train 4x faster, double-width ones test "
-            "whether a result is capacity-bound. The class count and the input are not touched.",
-        ),
-        Entry(
-            "classes",
-            SetClasses,
-            lambda value, o: SetClasses(value),
-            _number(int, "an integer"),
-            "N",
-            None,
-            (),
-            "set the number of classes and the classifier's outputs (e.g. 100 for CIFAR-100)",
-            "Re-targets a model to another label set: the header's classes and the layer producing "
-            "the class scores change together, so the spec stays consistent.",
-        ),
-        Entry(
-            "input",
-            SetInput,
-            lambda value, o: SetInput(value),
-            parse_input,
-            "CxHxW",
-            None,
-            (),
-            "set the input shape (e.g. 1x28x28); refused, naming the layer, where a shape breaks",
-            "Re-targets a model to other images (MNIST's 1x28x28, ImageNet's 3x227x227). Shapes are "
-            "inferred again, so a layer the new size no longer fits is named with its file:line:col.",
-        ),
-        Entry(
-            "fc_to_conv",
-            FcToConv,
-            lambda value, o: FcToConv(o["skip_unsupported"]),
-            None,
-            None,
-            None,
-            ("skip_unsupported",),
-            "turn a flatten + linear head into 1x1 convolutions + global average pooling",
-            "Section 2 of the paper (after Network in Network): a classifier of 1x1 convolutions and "
-            "global averaging has fewer parameters and works on any input size; on a 1x1 map it "
-            "computes the same function, and --weights reshapes the trained linear weights.",
-        ),
-    )
-}
+def _entry(cls: type[Transform]) -> Entry:
+    field = cls.argument_field()
+    options = tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("role") == OPTION)
+    if field is None:
+        parse, metavar, choices = None, None, None
+    else:
+        parse, metavar = _parser(cls, field), field.metadata.get("metavar")
+        choices = choices_of(field_types(cls)[field.name])
+    return Entry(cls.name, cls, parse, metavar, choices, options, cls.help, cls.rationale)
+
+
+def _options(classes: tuple[type[Transform], ...]) -> dict[str, Option]:
+    """Every option the transforms declare, once, in the order they are first declared."""
+    out: dict[str, Option] = {}
+    for cls in classes:
+        for field in dataclasses.fields(cls):
+            if field.metadata.get("role") != OPTION:
+                continue
+            meta = field.metadata
+            flag = cls.flag_of(field)
+            option = Option(field.name, flag, field.default, _parser(cls, field), meta["metavar"], meta["help"])
+            # A name means one option: the same flag, default and help wherever it is declared.
+            known = out.setdefault(field.name, option)
+            assert known == option, f"{cls.__name__}.{field.name} is declared differently elsewhere"
+    return out
+
+
+TRANSFORMS: dict[str, Entry] = {cls.name: _entry(cls) for cls in TRANSFORM_CLASSES}
+OPTIONS: dict[str, Option] = _options(TRANSFORM_CLASSES)
 
 
 def entry(name: str) -> Entry:
@@ -193,10 +156,9 @@ def options_with_defaults(given: dict | None = None) -> dict:
 
 
 def make(name: str, value: Any, options: dict | None = None) -> Transform:
-    """Build one transform from its table name and value (text from the CLI is parsed)."""
+    """Build one transform from its table name and value (text from the CLI is parsed; the
+    transform checks the value itself, choices included)."""
     e = entry(name)
     if isinstance(value, str) and e.parse is not None:
         value = e.parse(value)
-    if e.choices is not None and value not in e.choices:
-        raise UserError(f"{e.flag} {value}: expected one of {', '.join(e.choices)}{did_you_mean(value, e.choices)}")
     return e.build(value, options_with_defaults(options))

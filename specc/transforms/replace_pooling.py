@@ -20,18 +20,19 @@ from typing import ClassVar, Literal
 from specc.errors import UserError
 from specc.ir import INPUT, Graph, Node
 from specc.shapes import ShapeReport
-from specc.transforms.base import Rewrite, Transform, finish, located, nothing_to_do
-from specc.transforms.rewrite import (
-    POINTWISE,
-    NodeList,
-    dims,
-    new_node,
-    out_with_padding,
-    output_or_none,
-    padding_for,
+from specc.transforms.base import (
+    Rewrite,
+    Transform,
+    argument,
+    finish,
+    located,
+    nothing_to_do,
+    option,
+    skip_unsupported_option,
 )
+from specc.transforms.rewrite import NodeList, dims, new_node, out_with_padding, output_or_none, padding_for
 
-MODES = ("strided", "conv", "convpool")
+Mode = Literal["strided", "conv", "convpool"]
 POOL_TYPES = ("max_pool", "avg_pool")
 POOL_ALIASES = {"max": "max_pool", "avg": "avg_pool", "max_pool": "max_pool", "avg_pool": "avg_pool"}
 
@@ -53,13 +54,24 @@ class ReplacePooling(Transform):
     """Replace each pooling layer by the paper's `strided`, `conv` or `convpool` rule."""
 
     name: ClassVar[str] = "replace_pooling"
-    mode: Literal["strided", "conv", "convpool"]
-    pool_types: tuple[str, ...] = ("max_pool",)
-    skip_unsupported: bool = False
+    help: ClassVar[str] = "replace each max-pool: strided (Strided-CNN), conv (ALL-CNN) or convpool (ConvPool-CNN)"
+    rationale: ClassVar[str] = (
+        "The paper's central experiment: is max-pooling needed, or can a network learn its "
+        "downsampling? strided removes the pool and strides the conv before it (same "
+        "parameters); conv replaces the pool by a learned 3x3/2 convolution; convpool keeps the "
+        "pool but adds the same convolution before it, the control for the extra parameters."
+    )
+    mode: Mode = argument(metavar="RULE")
+    pool_types: tuple[str, ...] = option(
+        ("max_pool",),
+        metavar="max,avg",
+        parse=parse_pool_types,
+        help="pool types --replace-pooling rewrites (default max; avg pools are refused unless listed)",
+    )
+    skip_unsupported: bool = skip_unsupported_option()
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise UserError(f"replace-pooling {self.mode}: expected one of {', '.join(MODES)}")
+        super().__post_init__()
         object.__setattr__(self, "pool_types", parse_pool_types(self.pool_types))
 
     def apply(self, graph: Graph, report: ShapeReport) -> Rewrite:
@@ -183,7 +195,7 @@ def _feeding_conv(work: NodeList, pool: Node) -> tuple[Node | None, str | None]:
                 if node.type == "conv"
                 else f"{name} also feeds {', '.join(others)}"
             )
-        if node.type in POINTWISE:
+        if node.op.pointwise:
             name, reader = node.inputs[0], node
             continue
         if node.type != "conv":

@@ -12,15 +12,17 @@ point: the pooled network has switches.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from specc.errors import UserError
 from specc.ir import Graph
+from specc.ops import AvgPool, MaxPool
 from specc.shapes import ShapeReport
-from specc.transforms.base import Rewrite, Transform, finish, located, nothing_to_do
+from specc.transforms.base import Rewrite, Transform, argument, finish, located, nothing_to_do, skip_unsupported_option
 from specc.transforms.rewrite import NodeList, dims, new_node, out_with_padding, output_or_none, padding_for
 
-TARGETS = {"maxpool": "max_pool", "avgpool": "avg_pool"}
+TARGETS = {"maxpool": MaxPool.kind, "avgpool": AvgPool.kind}  # the value of the flag -> the pool's type
+Target = Literal[tuple(TARGETS)]  # type: ignore[valid-type]
 
 
 @dataclass(frozen=True)
@@ -28,13 +30,18 @@ class ReplaceStride(Transform):
     """Turn each strided convolution into a stride-1 convolution and a pooling layer."""
 
     name: ClassVar[str] = "replace_stride"
-    target: str = "maxpool"
-    pool_kernel: int = 3
-    skip_unsupported: bool = False
+    help: ClassVar[str] = "turn each stride-s conv into a stride-1 conv + a 3x3 max-pool of stride s (same weights)"
+    rationale: ClassVar[str] = (
+        "The inverse of replace_pooling=conv. The paper applies it to a trained ALL-CNN to get "
+        "max-pooling switches for the deconvnet; the convolutions keep their names and shapes, "
+        "so --weights carries a checkpoint over unchanged."
+    )
+    target: Target = argument("maxpool", metavar="POOL")
+    pool_kernel: int = 3  # constructor only: the paper's 3x3
+    skip_unsupported: bool = skip_unsupported_option()
 
     def __post_init__(self):
-        if self.target not in TARGETS:
-            raise UserError(f"replace-stride {self.target}: expected one of {', '.join(TARGETS)}")
+        super().__post_init__()
         if not isinstance(self.pool_kernel, int) or self.pool_kernel < 1:
             raise UserError(f"replace-stride pool kernel {self.pool_kernel!r}: expected a positive integer")
 

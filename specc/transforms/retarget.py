@@ -16,7 +16,7 @@ from typing import ClassVar
 from specc.errors import Diagnostic, SpecError, UserError
 from specc.ir import Graph
 from specc.shapes import ShapeReport
-from specc.transforms.base import Rewrite, Transform, located
+from specc.transforms.base import Rewrite, Transform, argument, located
 from specc.transforms.rewrite import classifier_layers
 
 _SHAPE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
@@ -47,9 +47,15 @@ class SetClasses(Transform):
     """Change the number of classes (and the classifier's outputs with it)."""
 
     name: ClassVar[str] = "classes"
-    classes: int
+    help: ClassVar[str] = "set the number of classes and the classifier's outputs (e.g. 100 for CIFAR-100)"
+    rationale: ClassVar[str] = (
+        "Re-targets a model to another label set: the header's classes and the layer producing "
+        "the class scores change together, so the spec stays consistent."
+    )
+    classes: int = argument(metavar="N")
 
     def __post_init__(self):
+        super().__post_init__()
         if isinstance(self.classes, bool) or not isinstance(self.classes, int) or self.classes < 1:
             raise UserError(f"classes {self.classes!r}: expected a positive integer")
 
@@ -65,8 +71,7 @@ class SetClasses(Transform):
         nodes = []
         for node in graph.nodes:
             if node in heads:
-                field = "filters" if node.type == "conv" else "units"
-                node = node.with_params(**{field: self.classes})
+                node = node.with_params(**{node.op.width_field: self.classes})
             nodes.append(node)
         notes = []
         labels = graph.labels
@@ -89,9 +94,15 @@ class SetInput(Transform):
     """Change the input shape; shape inference then checks every layer against it."""
 
     name: ClassVar[str] = "input"
-    shape: tuple[int, int, int]
+    help: ClassVar[str] = "set the input shape (e.g. 1x28x28); refused, naming the layer, where a shape breaks"
+    rationale: ClassVar[str] = (
+        "Re-targets a model to other images (MNIST's 1x28x28, ImageNet's 3x227x227). Shapes are "
+        "inferred again, so a layer the new size no longer fits is named with its file:line:col."
+    )
+    shape: tuple[int, int, int] = argument(metavar="CxHxW", parse=parse_input)
 
     def __post_init__(self):
+        super().__post_init__()
         object.__setattr__(self, "shape", parse_input(self.shape))
 
     def apply(self, graph: Graph, report: ShapeReport) -> Rewrite:

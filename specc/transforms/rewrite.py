@@ -13,10 +13,6 @@ from collections.abc import Callable
 from specc.ir import INPUT, Graph, Node
 from specc.ops import OPS, LayerOp, Shape, ShapeError
 
-# Per-position layers: a stride applied before them gives the same result as after them.
-POINTWISE = ("relu", "leaky_relu", "batch_norm")
-WEIGHTED = ("conv", "linear")
-
 
 class NodeList:
     """A mutable working copy of a graph's nodes in spec order."""
@@ -132,9 +128,10 @@ def out_with_padding(op: LayerOp, shape: Shape | None, padding) -> Shape | None:
 
 
 def classifier_layers(graph: Graph) -> tuple[list[Node], bool]:
-    """The conv/linear layers that produce the class scores, found by walking back from the
-    output through layers that keep the channel count; and whether the walk crossed a
-    `concat` (then the scores are split over several layers)."""
+    """The layers with a width (conv `filters`, linear `units`) that produce the class scores,
+    found by walking back from the output through layers that keep the channel count; and
+    whether the walk crossed a layer joining channels (`concat`: then the scores are split
+    over several layers)."""
     found: list[Node] = []
     through_concat = False
     todo, seen = [graph.output.name], set()
@@ -144,10 +141,10 @@ def classifier_layers(graph: Graph) -> tuple[list[Node], bool]:
             continue
         seen.add(name)
         node = graph.node(name)
-        if node.type in WEIGHTED:
+        if node.op.width_field is not None:
             found.append(node)
             continue
-        through_concat |= node.type == "concat"
+        through_concat |= node.op.joins_channels
         todo.extend(node.inputs)
     found.sort(key=lambda n: graph.nodes.index(n))
     return found, through_concat

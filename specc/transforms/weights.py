@@ -10,7 +10,8 @@ that would silently load half-random.
 
 Checkpoints are plain state_dicts, or the training format `{"format": "specc-checkpoint-v1",
 "model": state_dict, "spec": yaml, ...}`, written back in the same form with "model" and
-"spec" updated. torch is imported only here, only when a checkpoint is read or written.
+"spec" updated. Reading and writing is `specc.checkpoint_io`'s, which imports torch only
+when a checkpoint is read or written.
 """
 
 from __future__ import annotations
@@ -18,38 +19,28 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from specc.checkpoint_io import CHECKPOINT_FORMAT, read_state_dict, save_checkpoint
 from specc.emit import spec_hash, to_yaml
 from specc.errors import UserError
 from specc.shapes import ShapeReport
-from specc.transforms.files import atomic_write
 
-CHECKPOINT_FORMAT = "specc-checkpoint-v1"
 TRACKED = "num_batches_tracked"  # torch's batch_norm counter: carried when present, never required
 
 
 def weight_shapes(report: ShapeReport) -> dict[str, dict[str, tuple[int, ...]]]:
-    """Per weighted layer, its state_dict entries (`weight`, `bias`, ...) and their shapes."""
-    graph = report.graph
+    """Per layer with state, its state_dict entries (`weight`, `bias`, ...) and their shapes,
+    as the op table declares them (`LayerOp.weights`); layers without state are absent."""
     out: dict[str, dict[str, tuple[int, ...]]] = {}
-    for node in graph.nodes:
-        op = node.op
-        cin = report.shapes[node.inputs[0]][0] if node.inputs else 0
-        if node.type == "conv":
-            kh, kw = op.kernel_hw()
-            entries = {"weight": (op.filters, cin // op.groups, kh, kw)}
-            if op.bias:
-                entries["bias"] = (op.filters,)
-        elif node.type == "linear":
-            entries = {"weight": (op.units, cin)}
-            if op.bias:
-                entries["bias"] = (op.units,)
-        elif node.type == "batch_norm":
-            entries = {"weight": (cin,), "bias": (cin,)} if op.affine else {}
-            entries |= {"running_mean": (cin,), "running_var": (cin,)}
-        else:
-            continue
-        out[node.name] = entries
+    for node in report.graph.nodes:
+        entries = node.op.weights([report.shapes[s] for s in node.inputs])
+        if entries:
+            out[node.name] = entries
     return out
+
+
+def _tracks_batches(report: ShapeReport, layer: str) -> bool:
+    """Whether torch keeps a `num_batches_tracked` counter beside the layer's statistics."""
+    return bool(report.graph.node(layer).op.buffers)
 
 
 def _shape(tensor) -> tuple[int, ...]:
@@ -71,7 +62,9 @@ def check_state(state: Mapping, report: ShapeReport, file: str) -> None:
                 raise UserError(f"{file}: '{key}' has shape {list(_shape(state[key]))}, {name} expects {list(shape)}")
     for key in state:
         layer, _, suffix = str(key).rpartition(".")
-        if suffix not in expected.get(layer, {}) and not (suffix == TRACKED and layer in expected):
+        if suffix not in expected.get(layer, {}) and not (
+            suffix == TRACKED and layer in expected and _tracks_batches(report, layer)
+        ):
             raise UserError(f"{file}: unexpected weight '{key}' — {name} has no such layer parameter")
 
 
@@ -106,7 +99,7 @@ def remap_state(state: Mapping, source: ShapeReport, target: ShapeReport, steps:
                     )
                 tensor = tensor.reshape(shape)  # linear (units, C) -> 1x1 conv (units, C, 1, 1)
             out[key] = tensor
-        if f"{layer}.{TRACKED}" in state and "running_mean" in entries:
+        if f"{layer}.{TRACKED}" in state and _tracks_batches(target, layer):
             out[f"{layer}.{TRACKED}"] = state[f"{layer}.{TRACKED}"]
     return out
 
@@ -114,47 +107,17 @@ def remap_state(state: Mapping, source: ShapeReport, target: ShapeReport, steps:
 # Where a training run stands (optimizer moments, schedule, RNG): meaningless for another
 # network, and the optimizer's buffers would not even fit a reshaped weight. Dropped.
 RESUME_STATE = ("optimizer", "scheduler", "rng", "partial")
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
 
 
-def load_checkpoint(path: str):
-    """(container or None, state_dict) from a checkpoint file; one-line errors."""
-    import torch
-
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a checkpoint file") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a corrupt file
-        if "Unsupported global" in f"{exc} {exc.__context__}":
-            raise UserError(
-                f"{path}: holds Python objects other than tensors and plain data — refused"
-                " (loading it would run arbitrary code)"
-            ) from None
-        raise UserError(f"{path}: not a readable checkpoint — truncated or corrupt ({type(exc).__name__})") from None
-    if isinstance(data, dict) and "format" in data and data["format"] != CHECKPOINT_FORMAT:
-        raise UserError(f"{path}: checkpoint format {data['format']!r} — expected {CHECKPOINT_FORMAT!r}")
-    if isinstance(data, dict) and isinstance(data.get("model"), dict):
-        return data, _unwrapped(data["model"])
-    if isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
-        return None, _unwrapped(data)
-    raise UserError(f"{path}: expected a state_dict or a checkpoint with a 'model' state_dict")
-
-
-def _unwrapped(state: dict) -> dict:
-    for prefix in WRAPPER_PREFIXES:
-        if state and all(str(k).startswith(prefix) for k in state):
-            return {str(k)[len(prefix) :]: v for k, v in state.items()}
-    return state
+def load_checkpoint(path: str) -> tuple[dict | None, dict]:
+    """(container or None, state_dict) from a checkpoint file: the core's one reader,
+    `specc.checkpoint_io.read_state_dict`, under the name this module always had."""
+    return read_state_dict(path)
 
 
 def remap_checkpoint(src: str, dst: str, source: ShapeReport, target: ShapeReport, steps: str) -> list[str]:
     """Read `src`, carry its weights from `source` to `target`, write `dst` atomically (in the
     form it was read). Returns the training-state keys dropped from a checkpoint."""
-    import torch
-
     container, state = load_checkpoint(src)
     new_state = remap_state(state, source, target, steps, src)
     dropped: list[str] = []
@@ -167,5 +130,5 @@ def remap_checkpoint(src: str, dst: str, source: ShapeReport, target: ShapeRepor
         if "spec" in out or out.get("format") == CHECKPOINT_FORMAT:
             out["spec"] = to_yaml(target.graph)
             out["spec_hash"] = spec_hash(target.graph)
-    atomic_write(dst, lambda f: torch.save(out, f))
+    save_checkpoint(dst, out)
     return dropped

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from specc.errors import UserError
 from specc.train.data import (
     AugmentConfig,
-    Preprocessing,
     TensorLoader,
+    fit_preprocessing,
     flip_batch,
     torch_preprocess,
     translate_batch,
@@ -158,7 +158,7 @@ def test_loader_applies_the_planned_augmentation():
 def test_torch_preprocess_matches_numpy():
     images = torch.randint(0, 256, (64, 3, 4, 4), dtype=torch.uint8)
     for kind in ("normalize", "gcn_zca", "none"):
-        pre = Preprocessing.fit(kind, images.numpy())
+        pre = fit_preprocessing(kind, images.numpy())
         loader = TensorLoader(
             images,
             torch.zeros(64, dtype=torch.int64),

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from specc.errors import UserError
-from specc.train.data import Preprocessing
-from specc.train.data.preprocess import global_contrast_normalize
+from specc.preprocessing import Preprocessing
+from specc.train.data.preprocess import fit_preprocessing, global_contrast_normalize
 
 
 def channel_skewed_images(count: int = 400, seed: int = 0) -> np.ndarray:
@@ -31,7 +31,7 @@ def smooth_images(count: int, seed: int = 0) -> np.ndarray:
 
 def test_normalize_gives_zero_mean_unit_std_per_channel():
     images = channel_skewed_images()
-    pre = Preprocessing.fit("normalize", images)
+    pre = fit_preprocessing("normalize", images)
     scaled = images.astype(np.float64) / 255
     np.testing.assert_allclose(pre.mean, scaled.mean(axis=(0, 2, 3)), rtol=1e-6)
     np.testing.assert_allclose(pre.std, scaled.std(axis=(0, 2, 3)), rtol=1e-5)
@@ -45,7 +45,7 @@ def test_normalize_gives_zero_mean_unit_std_per_channel():
 
 def test_none_scales_to_unit_range():
     images = channel_skewed_images(count=3)
-    out = Preprocessing.fit("none", images).apply(images)
+    out = fit_preprocessing("none", images).apply(images)
     np.testing.assert_allclose(out, images / 255, rtol=1e-6)
 
 
@@ -79,7 +79,7 @@ def test_zca_whitened_covariance_is_identity_off_the_gcn_null_direction():
     target = np.eye(dim) - np.full((dim, dim), 1.0 / dim)
     assert np.abs(raw_cov - raw_cov.trace() / (dim - 1) * target).max() > 10  # far before
 
-    pre = Preprocessing.fit("gcn_zca", images)
+    pre = fit_preprocessing("gcn_zca", images)
     assert pre.matrix.shape == (dim, dim) and pre.matrix.dtype == np.float32
     np.testing.assert_allclose(pre.matrix, pre.matrix.T, atol=1e-5)
     out = pre.apply(images).reshape(len(images), -1).astype(np.float64)
@@ -89,7 +89,7 @@ def test_zca_whitened_covariance_is_identity_off_the_gcn_null_direction():
 
 def test_zca_eps_shrinks_small_directions():
     images = smooth_images(2000)
-    weak = Preprocessing.fit("gcn_zca", images, eps=1e3).apply(images).reshape(2000, -1)
+    weak = fit_preprocessing("gcn_zca", images, eps=1e3).apply(images).reshape(2000, -1)
     # A huge regulariser no longer whitens: variances stay well below 1.
     assert np.cov(weak, rowvar=False).diagonal().max() < 0.5
 
@@ -97,7 +97,7 @@ def test_zca_eps_shrinks_small_directions():
 @pytest.mark.parametrize("kind", ["normalize", "gcn_zca", "none"])
 def test_to_dict_from_dict_round_trip_through_json(kind):
     images = smooth_images(300)
-    pre = Preprocessing.fit(kind, images)
+    pre = fit_preprocessing(kind, images)
     data = json.loads(json.dumps(pre.to_dict()))
     assert data["kind"] == kind and data["shape"] == [3, 4, 4] and data["format"] == 1
     back = Preprocessing.from_dict(data)
@@ -107,7 +107,7 @@ def test_to_dict_from_dict_round_trip_through_json(kind):
 
 def test_dict_documents_what_a_consumer_applies():
     images = smooth_images(300)
-    data = Preprocessing.fit("gcn_zca", images, scale=10.0, eps=0.5).to_dict()
+    data = fit_preprocessing("gcn_zca", images, scale=10.0, eps=0.5).to_dict()
     # Recompute from the dict alone, as an ONNX caller would, following the docstring.
     v = images[:2].reshape(2, -1) * data["pixel_scale"]
     v = v - v.mean(axis=1, keepdims=True)
@@ -117,7 +117,7 @@ def test_dict_documents_what_a_consumer_applies():
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
     assert data["zca"]["eps"] == 0.5 and data["gcn"]["scale"] == 10.0
 
-    norm = Preprocessing.fit("normalize", images).to_dict()
+    norm = fit_preprocessing("normalize", images).to_dict()
     x = images[:1] * norm["pixel_scale"]
     y = (x - np.asarray(norm["mean"])[:, None, None]) / np.asarray(norm["std"])[:, None, None]
     np.testing.assert_allclose(y, Preprocessing.from_dict(norm).apply(images[:1]), atol=1e-5)
@@ -126,16 +126,16 @@ def test_dict_documents_what_a_consumer_applies():
 def test_errors_are_user_errors():
     images = smooth_images(10)
     with pytest.raises(UserError) as caught:
-        Preprocessing.fit("zca", images)
+        fit_preprocessing("zca", images)
     assert str(caught.value) == (
         "unknown preprocessing 'zca': expected one of normalize, gcn_zca, none — did you mean 'gcn_zca'?"
     )
     with pytest.raises(UserError, match="^preprocessing normalize: unknown option 'eps': it takes none$"):
-        Preprocessing.fit("normalize", images, eps=1.0)
-    data = Preprocessing.fit("normalize", images).to_dict()
+        fit_preprocessing("normalize", images, eps=1.0)
+    data = fit_preprocessing("normalize", images).to_dict()
     del data["std"]
     with pytest.raises(UserError, match="^preprocessing dict: missing key 'std'$"):
         Preprocessing.from_dict(data)
-    pre = Preprocessing.fit("normalize", images)
+    pre = fit_preprocessing("normalize", images)
     with pytest.raises(UserError, match="fitted on 3-channel images"):
         pre.apply(np.zeros((1, 1, 4, 4), np.uint8))

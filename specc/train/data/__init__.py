@@ -7,6 +7,8 @@ importing this package does not import torch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from specc.train.data.base import ArrayDataset
 from specc.train.data.datasets import (
     DATASETS,
@@ -16,7 +18,10 @@ from specc.train.data.datasets import (
     synthetic,
 )
 from specc.train.data.preprocess import KINDS as PREPROCESSING_KINDS
-from specc.train.data.preprocess import Preprocessing
+from specc.train.data.preprocess import Preprocessing, fit_preprocessing
+
+if TYPE_CHECKING:  # for type checkers only: at run time these load on first use (__getattr__)
+    from specc.train.data.loader import AugmentConfig, TensorLoader, flip_batch, torch_preprocess, translate_batch
 
 _TORCH_NAMES = ("AugmentConfig", "TensorLoader", "flip_batch", "torch_preprocess", "translate_batch")
 
@@ -26,10 +31,16 @@ __all__ = [
     "ArrayDataset",
     "Preprocessing",
     "dataset_info",
+    "fit_preprocessing",
     "load_dataset",
     "split_validation",
     "synthetic",
-    *_TORCH_NAMES,
+    # _TORCH_NAMES, loaded on first use (spelled out: type checkers do not read a `*`)
+    "AugmentConfig",
+    "TensorLoader",
+    "flip_batch",
+    "torch_preprocess",
+    "translate_batch",
 ]
 
 

@@ -53,7 +53,7 @@ class ArrayDataset:
         for array in (self.images, self.labels):
             array = np.ascontiguousarray(array)
             digest.update(f"{array.shape}|{array.dtype.str}|".encode())
-            digest.update(memoryview(array).cast("B"))
+            digest.update(array.data.cast("B"))
         return digest.hexdigest()[:16]
 
 

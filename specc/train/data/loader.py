@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from specc.errors import UserError
-from specc.train.data.preprocess import Preprocessing
+from specc.preprocessing import Preprocessing
 
 PADDINGS = ("zeros", "reflect")
 

@@ -31,6 +31,15 @@ _CONTAINER_NAMES = {"set", "frozenset", "bytearray", "list", "dict", "tuple"}
 _BUILTIN_MODULES = {"builtins", "__builtin__"}
 
 
+def _bytes_from_latin1(text: str, encoding: str = "latin1") -> bytes:
+    """What Python 3 pickles at protocols 0-2 write for every bytes object (numpy's array data
+    included): `_codecs.encode(text, "latin1")`. Only that encoding is honoured: a codec name
+    chosen by the file could otherwise reach any codec module."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r}: only latin1 text is allowed")
+    return text.encode("latin1")
+
+
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     """Resolves only the globals in the allow-lists above; see the module docstring."""
 
@@ -42,11 +51,14 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         if (module, name) in _ARRAY_GLOBALS:
             import numpy as np
 
+            # One implementation, two module names; numpy's stubs do not list the private `_core`.
             if name == "_reconstruct":
-                return np._core.multiarray._reconstruct  # one implementation, two module names
+                return np._core.multiarray._reconstruct  # pyright: ignore[reportAttributeAccessIssue]
             if name == "_frombuffer":
-                return np._core.numeric._frombuffer
+                return np._core.numeric._frombuffer  # pyright: ignore[reportAttributeAccessIssue]
             return getattr(np, name)
+        if (module, name) == ("_codecs", "encode"):
+            return _bytes_from_latin1
         if module in _BUILTIN_MODULES and name in _CONTAINER_NAMES:
             return getattr(__import__("builtins"), name)
         raise UserError(
