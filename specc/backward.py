@@ -1,173 +1,30 @@
-"""The backward pass of an explanation, written once per layer type against a small builder.
-
-Guided backpropagation, the "deconvnet" and plain saliency ("backprop") send a signal from a
-unit back to the input; they differ only in the rule at each rectifier (section 3.4 of "The
-All Convolutional Net"). Two engines compute that pass: `specc_viz.replay` with torch tensors
-(batched over many seeds after one forward pass) and `specc_explain_onnx` as ONNX nodes (a
-model that computes the map itself). Both run the definitions below; each engine supplies a
-builder whose methods are the few array operations the definitions use (`GradBuilder`), on its
-own kind of value (a tensor, or the name of an ONNX value).
-
-A definition takes the builder, the lowered step (`specc.lowering.Step`: fused activations are
-steps of their own) and the signal `g` arriving at the step's output, and returns the signals
-for the step's inputs, in order. Signals are batched: (R, *per-sample shape).
-
-The rules through a rectifier, with `y` its forward output (y > 0 exactly where its input is
-positive, for ReLU and for a leaky ReLU with slope >= 0) and `g` the signal from above:
-
-| method    | ReLU                  | leaky ReLU (slope a)                        |
-|-----------|-----------------------|---------------------------------------------|
-| backprop  | g * (y > 0)           | g * (1 if y > 0 else a)                     |
-| deconvnet | relu(g)               | leaky_relu(g, a)                            |
-| guided    | relu(g * (y > 0))     | g * (1 if y > 0 else a), kept where g > 0   |
-
-Leaky choices, and why. backprop is the true derivative. The deconvnet passes the signal
-through the *layer's own nonlinearity* and ignores the forward pass (Zeiler & Fergus apply
-the rectifier to the reconstruction), so its leaky analogue is leaky_relu(g). guided is
-"backprop, then keep only what flows down as positive signal": the backprop rule masked by
-g > 0, which for slope 0 is exactly the ReLU rule.
-
-Pooling and convolutions need no rule of their own: the max-pool backward routes the signal
-to the switches (argmax positions) of the forward pass, and the backward of a (strided)
-convolution or an average pool is its transposed convolution — what all three methods
-prescribe. Layers without a rectifier pass their plain gradient under every method.
-
-Pure Python: no torch, onnx or numpy here.
+"""The backward pass of an explanation, written once per layer type: the table `BACKWARD`
+(the paper's layer types here; further families in `specc/backward_*.py`) and the walk that
+sends a seed back to the input. The builder interface, the rectifier rules and the method
+table are in `specc.gradbase`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Sequence
 
+from specc.gradbase import (  # noqa: F401 - re-exported: the backward pass's vocabulary
+    METHODS,
+    ArrayOps,
+    Backward,
+    GradBuilder,
+    Value,
+    check_method,
+    leaky_rule,
+    pool_divisors,
+    relu_rule,
+    where_of,
+)
 from specc.ir import INPUT
 from specc.lowering import Step
 
-METHODS = ("backprop", "deconvnet", "guided")
-
-Value = Any  # a torch tensor or an ONNX value name, as the engine has it
-
-
-def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"method {method!r}: expected one of {', '.join(METHODS)}")
-    return method
-
-
-class ArrayOps(Protocol):
-    """The array operations the rules use; `const` values are nested lists of numbers."""
-
-    def relu(self, x: Value) -> Value: ...
-    def leaky_relu(self, x: Value, slope: float) -> Value: ...
-    def threshold(self, g: Value, y: Value) -> Value:
-        """g where y > 0, else 0."""
-        ...
-
-    def leaky_derivative(self, g: Value, y: Value, slope: float) -> Value:
-        """g where y > 0, else slope * g."""
-        ...
-
-
-class GradBuilder(ArrayOps, Protocol):
-    """What a backward engine offers the definitions."""
-
-    method: str
-
-    def value(self, name: str) -> Value:
-        """The forward value `name` (a step's output or `input`), one row per seed."""
-        ...
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        """The per-sample shape of value `name`."""
-        ...
-
-    def weight(self, layer: str, suffix: str) -> Value:
-        """The layer's state entry (`weight`, `running_var`, ...) as the forward used it."""
-        ...
-
-    def const(self, name: str, data: list, shape: tuple[int, ...]) -> Value: ...
-    def add(self, a: Value, b: Value, where: str) -> Value: ...
-    def sub(self, a: Value, b: Value, where: str) -> Value: ...
-    def mul(self, a: Value, b: Value, where: str) -> Value: ...
-    def div(self, a: Value, b: Value, where: str) -> Value: ...
-    def scale(self, x: Value, factor: float, where: str) -> Value: ...
-    def rsqrt(self, x: Value, eps: float, where: str) -> Value:
-        """1 / sqrt(x + eps)."""
-        ...
-
-    def per_channel(self, x: Value, rank: int, where: str) -> Value:
-        """A (C,) vector shaped to broadcast over (R, C, ...) of `rank` per-sample dims."""
-        ...
-
-    def sum_channels(self, x: Value, where: str) -> Value:
-        """The sum over axis 1, kept as an axis of size 1."""
-        ...
-
-    def matmul(self, g: Value, w: Value, where: str) -> Value: ...
-    def conv_transpose(
-        self,
-        g: Value,
-        w: Value,
-        *,
-        stride: tuple[int, int],
-        pads: tuple[int, int, int, int],
-        output_padding: tuple[int, int],
-        groups: int,
-        dilation: tuple[int, int],
-        where: str,
-    ) -> Value:
-        """ONNX's ConvTranspose: `pads` (top, left, bottom, right) are cut off the full output."""
-        ...
-
-    def unpool_max(self, step: Step, g: Value) -> Value:
-        """The signal scattered (added) back to the forward max-pool's switches."""
-        ...
-
-    def expand_hw(self, g: Value, shape: tuple[int, int, int], where: str) -> Value:
-        """(R, C) -> (R, C, H, W), each value repeated over the map."""
-        ...
-
-    def reshape(self, g: Value, shape: tuple[int, ...], where: str) -> Value:
-        """To (R, *shape)."""
-        ...
-
-    def split_channels(self, g: Value, sizes: Sequence[int], where: str) -> list[Value]: ...
-
-
-# -- the rectifier rules -------------------------------------------------------------------
-def relu_rule(b: ArrayOps, method: str, g: Value, y: Value) -> Value:
-    """The signal sent below a ReLU whose output was `y`."""
-    if method == "deconvnet":
-        return b.relu(g)
-    check_method(method)
-    masked = b.threshold(g, y)
-    return masked if method == "backprop" else b.relu(masked)
-
-
-def leaky_rule(b: ArrayOps, method: str, g: Value, y: Value, slope: float) -> Value:
-    """The signal sent below a leaky ReLU (negative slope `slope` >= 0) whose output was `y`."""
-    if method == "deconvnet":
-        return b.leaky_relu(g, slope)
-    check_method(method)
-    derivative = b.leaky_derivative(g, y, slope)
-    return derivative if method == "backprop" else b.threshold(derivative, g)
-
 
 # -- one definition per layer type ---------------------------------------------------------
-@dataclass(frozen=True)
-class Backward:
-    """A layer type's backward: `rule(builder, step, g) -> signals for step.inputs`, and the
-    forward values it reads (its own `output`, or its `input`), which an engine must keep."""
-
-    rule: Callable[[Any, Step, Value], list[Value]]
-    reads: tuple[str, ...] = ()
-
-
-def _where(step: Step) -> str:
-    return f"{step.name}/grad"
-
-
 def _conv(b: GradBuilder, step: Step, g: Value) -> list[Value]:
     op = step.op
     _, h, w = b.shape(step.inputs[0])
@@ -183,13 +40,13 @@ def _conv(b: GradBuilder, step: Step, g: Value) -> list[Value]:
         output_padding=extra,
         groups=op.groups,  # type: ignore[attr-defined]
         dilation=(dh, dw),
-        where=f"{_where(step)}/conv_transpose",
+        where=f"{where_of(step)}/conv_transpose",
     )
     return [out]
 
 
 def _linear(b: GradBuilder, step: Step, g: Value) -> list[Value]:
-    return [b.matmul(g, b.weight(step.layer, "weight"), f"{_where(step)}/matmul")]
+    return [b.matmul(g, b.weight(step.layer, "weight"), f"{where_of(step)}/matmul")]
 
 
 def _relu(b: GradBuilder, step: Step, g: Value) -> list[Value]:
@@ -202,7 +59,7 @@ def _leaky_relu(b: GradBuilder, step: Step, g: Value) -> list[Value]:
 
 def _prelu(b: GradBuilder, step: Step, g: Value) -> list[Value]:
     # Not a rectifier rule: the plain derivative, g where x > 0, else slope * g.
-    where = _where(step)
+    where = where_of(step)
     positive = b.threshold(g, b.value(step.inputs[0]))
     slope = b.per_channel(b.weight(step.layer, "weight"), len(b.shape(step.name)), f"{where}/slope")
     negative = b.mul(b.sub(g, positive, f"{where}/rest"), slope, f"{where}/negative")
@@ -213,20 +70,9 @@ def _max_pool(b: GradBuilder, step: Step, g: Value) -> list[Value]:
     return [b.unpool_max(step, g)]
 
 
-def pool_divisors(size: int, out: int, k: int, s: int, p: int, include_pad: bool) -> list[float]:
-    """PyTorch's (and ONNX's) average-pool divisor along one axis, per output position."""
-    result = []
-    for o in range(out):
-        start = o * s - p
-        end = min(start + k, size + p)
-        counted = end - start if include_pad else min(end, size) - max(start, 0)
-        result.append(float(max(counted, 1)))
-    return result
-
-
 def _avg_pool(b: GradBuilder, step: Step, g: Value) -> list[Value]:
     op = step.op
-    where = _where(step)
+    where = where_of(step)
     c, h, w = b.shape(step.inputs[0])
     _, ho, wo = b.shape(step.name)
     (kh, kw), (sh, sw), (ph, pw) = op.kernel_hw(), op.stride_hw(), op.pads()  # type: ignore[attr-defined]
@@ -259,8 +105,8 @@ def _avg_pool(b: GradBuilder, step: Step, g: Value) -> list[Value]:
 
 def _global_avg_pool(b: GradBuilder, step: Step, g: Value) -> list[Value]:
     c, h, w = b.shape(step.inputs[0])
-    mean = b.scale(g, 1.0 / (h * w), f"{_where(step)}/mean")
-    return [b.expand_hw(mean, (c, h, w), f"{_where(step)}/expand")]
+    mean = b.scale(g, 1.0 / (h * w), f"{where_of(step)}/mean")
+    return [b.expand_hw(mean, (c, h, w), f"{where_of(step)}/expand")]
 
 
 def _identity(b: GradBuilder, step: Step, g: Value) -> list[Value]:
@@ -268,7 +114,7 @@ def _identity(b: GradBuilder, step: Step, g: Value) -> list[Value]:
 
 
 def _batch_norm(b: GradBuilder, step: Step, g: Value) -> list[Value]:
-    where = _where(step)
+    where = where_of(step)
     scale = b.rsqrt(b.weight(step.layer, "running_var"), step.op.eps, f"{where}/inv_std")  # type: ignore[attr-defined]
     if step.op.affine:  # type: ignore[attr-defined]
         scale = b.mul(scale, b.weight(step.layer, "weight"), f"{where}/gamma")
@@ -277,11 +123,11 @@ def _batch_norm(b: GradBuilder, step: Step, g: Value) -> list[Value]:
 
 
 def _flatten(b: GradBuilder, step: Step, g: Value) -> list[Value]:
-    return [b.reshape(g, b.shape(step.inputs[0]), f"{_where(step)}/unflatten")]
+    return [b.reshape(g, b.shape(step.inputs[0]), f"{where_of(step)}/unflatten")]
 
 
 def _softmax(b: GradBuilder, step: Step, g: Value) -> list[Value]:
-    where = _where(step)
+    where = where_of(step)
     y = b.value(step.name)
     total = b.sum_channels(b.mul(g, y, f"{where}/weighted"), f"{where}/total")
     return [b.mul(y, b.sub(g, total, f"{where}/centred"), f"{where}/jvp")]
@@ -292,7 +138,7 @@ def _add(b: GradBuilder, step: Step, g: Value) -> list[Value]:
 
 
 def _concat(b: GradBuilder, step: Step, g: Value) -> list[Value]:
-    return b.split_channels(g, [b.shape(s)[0] for s in step.inputs], f"{_where(step)}/part")
+    return b.split_channels(g, [b.shape(s)[0] for s in step.inputs], f"{where_of(step)}/part")
 
 
 BACKWARD: dict[str, Backward] = {

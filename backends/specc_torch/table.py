@@ -17,81 +17,30 @@ backward rule of all of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from specc.lowering import Step
-from specc.ops import LayerOp, Shape
-
-
-@dataclass(frozen=True)
-class ModuleSpec:
-    """A torch.nn constructor call: `nn.<cls>(*args, **kwargs)`; kwargs hold non-defaults only."""
-
-    cls: str
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-
-    def make(self) -> nn.Module:
-        return getattr(nn, self.cls)(*self.args, **self.kwargs)
-
-    def source(self) -> str:
-        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
-        return f"nn.{self.cls}({', '.join(parts)})"
-
-
-@dataclass(frozen=True)
-class TorchOp:
-    # (op, input shapes) -> the layer's submodule, or None for a purely functional layer
-    module: Callable[[LayerOp, list[Shape]], ModuleSpec | None]
-    # (model, step, input tensors in the step's `inputs` order) -> output; the layer's
-    # submodule is `model._modules[step.layer]`
-    run: Callable[[nn.Module, Step, list[torch.Tensor]], torch.Tensor]
-    # (step, input expressions) -> output expression; `self` is the generated module
-    code: Callable[[Step, list[str]], str]
-
-
-def _square(pair: tuple[int, int]) -> int | tuple[int, int]:
-    """(3, 3) -> 3: square windows read as one number in the generated code."""
-    return pair[0] if pair[0] == pair[1] else pair
-
-
-def _no_module(op: LayerOp, ins: list[Shape]) -> None:
-    return None
-
-
-# -- activations: the one seam every ReLU goes through ------------------------------------
-def default_relu_rule(x: torch.Tensor) -> torch.Tensor:
-    """The ReLU every ReLU site calls unless the rule is swapped."""
-    return F.relu(x)
-
-
-def default_leaky_rule(x: torch.Tensor, slope: float) -> torch.Tensor:
-    """The leaky ReLU every leaky_relu site calls unless the rule is swapped."""
-    return F.leaky_relu(x, slope)
-
-
-# -- layers that own a submodule ----------------------------------------------------------
-def _run_module(model: nn.Module, step: Step, xs: list[torch.Tensor]) -> torch.Tensor:
-    return model._modules[step.layer](xs[0])
-
-
-def _code_module(step: Step, args: list[str]) -> str:
-    return f"self.{step.layer}({args[0]})"
+from specc.ops import Shape
+from specc_torch.tablebase import (  # noqa: F401 - re-exported
+    ModuleSpec,
+    TorchOp,
+    code_module,
+    default_leaky_rule,
+    default_relu_rule,
+    no_module,
+    run_module,
+    square,
+)
 
 
 def _conv_module(op, ins: list[Shape]) -> ModuleSpec:
-    kwargs: dict = {"kernel_size": _square(op.kernel_hw())}
+    kwargs: dict = {"kernel_size": square(op.kernel_hw())}
     if op.stride_hw() != (1, 1):
-        kwargs["stride"] = _square(op.stride_hw())
+        kwargs["stride"] = square(op.stride_hw())
     if op.pads() != (0, 0):
-        kwargs["padding"] = _square(op.pads())
+        kwargs["padding"] = square(op.pads())
     if op.dilation_hw() != (1, 1):
-        kwargs["dilation"] = _square(op.dilation_hw())
+        kwargs["dilation"] = square(op.dilation_hw())
     if op.groups != 1:
         kwargs["groups"] = op.groups
     if not op.bias:
@@ -100,11 +49,11 @@ def _conv_module(op, ins: list[Shape]) -> ModuleSpec:
 
 
 def _pool_kwargs(op) -> dict:
-    kwargs: dict = {"kernel_size": _square(op.kernel_hw())}
+    kwargs: dict = {"kernel_size": square(op.kernel_hw())}
     if op.stride_hw() != op.kernel_hw():
-        kwargs["stride"] = _square(op.stride_hw())
+        kwargs["stride"] = square(op.stride_hw())
     if op.pads() != (0, 0):
-        kwargs["padding"] = _square(op.pads())
+        kwargs["padding"] = square(op.pads())
     if op.ceil_mode:
         kwargs["ceil_mode"] = True
     return kwargs
@@ -181,18 +130,18 @@ def _run_concat(model, step, xs):
 
 
 TORCH_OPS: dict[str, TorchOp] = {
-    "conv": TorchOp(_conv_module, _run_module, _code_module),
-    "max_pool": TorchOp(_max_pool_module, _run_module, _code_module),
-    "avg_pool": TorchOp(_avg_pool_module, _run_module, _code_module),
-    "global_avg_pool": TorchOp(_no_module, _run_global_avg_pool, lambda step, a: f"{a[0]}.mean(dim=(2, 3))"),
-    "dropout": TorchOp(_dropout_module, _run_module, _code_module),
-    "relu": TorchOp(_no_module, _run_relu, lambda step, a: f"self.relu_rule({a[0]})"),
-    "leaky_relu": TorchOp(_no_module, _run_leaky_relu, lambda step, a: f"self.leaky_rule({a[0]}, {step.op.slope!r})"),
-    "prelu": TorchOp(_prelu_module, _run_module, _code_module),
-    "batch_norm": TorchOp(_batch_norm_module, _run_module, _code_module),
-    "flatten": TorchOp(_no_module, _run_flatten, lambda step, a: f"torch.flatten({a[0]}, 1)"),
-    "linear": TorchOp(_linear_module, _run_module, _code_module),
-    "softmax": TorchOp(_no_module, _run_softmax, lambda step, a: f"torch.softmax({a[0]}, dim=1)"),
-    "add": TorchOp(_no_module, _run_add, lambda step, a: " + ".join(a)),
-    "concat": TorchOp(_no_module, _run_concat, lambda step, a: f"torch.cat([{', '.join(a)}], dim=1)"),
+    "conv": TorchOp(_conv_module, run_module, code_module),
+    "max_pool": TorchOp(_max_pool_module, run_module, code_module),
+    "avg_pool": TorchOp(_avg_pool_module, run_module, code_module),
+    "global_avg_pool": TorchOp(no_module, _run_global_avg_pool, lambda step, a: f"{a[0]}.mean(dim=(2, 3))"),
+    "dropout": TorchOp(_dropout_module, run_module, code_module),
+    "relu": TorchOp(no_module, _run_relu, lambda step, a: f"self.relu_rule({a[0]})"),
+    "leaky_relu": TorchOp(no_module, _run_leaky_relu, lambda step, a: f"self.leaky_rule({a[0]}, {step.op.slope!r})"),
+    "prelu": TorchOp(_prelu_module, run_module, code_module),
+    "batch_norm": TorchOp(_batch_norm_module, run_module, code_module),
+    "flatten": TorchOp(no_module, _run_flatten, lambda step, a: f"torch.flatten({a[0]}, 1)"),
+    "linear": TorchOp(_linear_module, run_module, code_module),
+    "softmax": TorchOp(no_module, _run_softmax, lambda step, a: f"torch.softmax({a[0]}, dim=1)"),
+    "add": TorchOp(no_module, _run_add, lambda step, a: " + ".join(a)),
+    "concat": TorchOp(no_module, _run_concat, lambda step, a: f"torch.cat([{', '.join(a)}], dim=1)"),
 }

@@ -1,0 +1,181 @@
+"""The base of the backward pass of an explanation: the builder interface, the rectifier
+rules and `Backward`, the entry each layer type declares (see `specc.backward`).
+
+The backward pass is written once per layer type against a small builder.
+
+Guided backpropagation, the "deconvnet" and plain saliency ("backprop") send a signal from a
+unit back to the input; they differ only in the rule at each rectifier (section 3.4 of "The
+All Convolutional Net"). Two engines compute that pass: `specc_viz.replay` with torch tensors
+(batched over many seeds after one forward pass) and `specc_explain_onnx` as ONNX nodes (a
+model that computes the map itself). Both run the definitions below; each engine supplies a
+builder whose methods are the few array operations the definitions use (`GradBuilder`), on its
+own kind of value (a tensor, or the name of an ONNX value).
+
+A definition takes the builder, the lowered step (`specc.lowering.Step`: fused activations are
+steps of their own) and the signal `g` arriving at the step's output, and returns the signals
+for the step's inputs, in order. Signals are batched: (R, *per-sample shape).
+
+The rules through a rectifier, with `y` its forward output (y > 0 exactly where its input is
+positive, for ReLU and for a leaky ReLU with slope >= 0) and `g` the signal from above:
+
+| method    | ReLU                  | leaky ReLU (slope a)                        |
+|-----------|-----------------------|---------------------------------------------|
+| backprop  | g * (y > 0)           | g * (1 if y > 0 else a)                     |
+| deconvnet | relu(g)               | leaky_relu(g, a)                            |
+| guided    | relu(g * (y > 0))     | g * (1 if y > 0 else a), kept where g > 0   |
+
+Leaky choices, and why. backprop is the true derivative. The deconvnet passes the signal
+through the *layer's own nonlinearity* and ignores the forward pass (Zeiler & Fergus apply
+the rectifier to the reconstruction), so its leaky analogue is leaky_relu(g). guided is
+"backprop, then keep only what flows down as positive signal": the backprop rule masked by
+g > 0, which for slope 0 is exactly the ReLU rule.
+
+Pooling and convolutions need no rule of their own: the max-pool backward routes the signal
+to the switches (argmax positions) of the forward pass, and the backward of a (strided)
+convolution or an average pool is its transposed convolution — what all three methods
+prescribe. Layers without a rectifier pass their plain gradient under every method.
+
+Pure Python: no torch, onnx or numpy here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from specc.lowering import Step
+
+METHODS = ("backprop", "deconvnet", "guided")
+
+Value = Any  # a torch tensor or an ONNX value name, as the engine has it
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}: expected one of {', '.join(METHODS)}")
+    return method
+
+
+class ArrayOps(Protocol):
+    """The array operations the rules use; `const` values are nested lists of numbers."""
+
+    def relu(self, x: Value) -> Value: ...
+    def leaky_relu(self, x: Value, slope: float) -> Value: ...
+    def threshold(self, g: Value, y: Value) -> Value:
+        """g where y > 0, else 0."""
+        ...
+
+    def leaky_derivative(self, g: Value, y: Value, slope: float) -> Value:
+        """g where y > 0, else slope * g."""
+        ...
+
+
+class GradBuilder(ArrayOps, Protocol):
+    """What a backward engine offers the definitions."""
+
+    method: str
+
+    def value(self, name: str) -> Value:
+        """The forward value `name` (a step's output or `input`), one row per seed."""
+        ...
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The per-sample shape of value `name`."""
+        ...
+
+    def weight(self, layer: str, suffix: str) -> Value:
+        """The layer's state entry (`weight`, `running_var`, ...) as the forward used it."""
+        ...
+
+    def const(self, name: str, data: list, shape: tuple[int, ...]) -> Value: ...
+    def add(self, a: Value, b: Value, where: str) -> Value: ...
+    def sub(self, a: Value, b: Value, where: str) -> Value: ...
+    def mul(self, a: Value, b: Value, where: str) -> Value: ...
+    def div(self, a: Value, b: Value, where: str) -> Value: ...
+    def scale(self, x: Value, factor: float, where: str) -> Value: ...
+    def rsqrt(self, x: Value, eps: float, where: str) -> Value:
+        """1 / sqrt(x + eps)."""
+        ...
+
+    def per_channel(self, x: Value, rank: int, where: str) -> Value:
+        """A (C,) vector shaped to broadcast over (R, C, ...) of `rank` per-sample dims."""
+        ...
+
+    def sum_channels(self, x: Value, where: str) -> Value:
+        """The sum over axis 1, kept as an axis of size 1."""
+        ...
+
+    def matmul(self, g: Value, w: Value, where: str) -> Value: ...
+    def conv_transpose(
+        self,
+        g: Value,
+        w: Value,
+        *,
+        stride: tuple[int, int],
+        pads: tuple[int, int, int, int],
+        output_padding: tuple[int, int],
+        groups: int,
+        dilation: tuple[int, int],
+        where: str,
+    ) -> Value:
+        """ONNX's ConvTranspose: `pads` (top, left, bottom, right) are cut off the full output."""
+        ...
+
+    def unpool_max(self, step: Step, g: Value) -> Value:
+        """The signal scattered (added) back to the forward max-pool's switches."""
+        ...
+
+    def expand_hw(self, g: Value, shape: tuple[int, int, int], where: str) -> Value:
+        """(R, C) -> (R, C, H, W), each value repeated over the map."""
+        ...
+
+    def reshape(self, g: Value, shape: tuple[int, ...], where: str) -> Value:
+        """To (R, *shape)."""
+        ...
+
+    def split_channels(self, g: Value, sizes: Sequence[int], where: str) -> list[Value]: ...
+
+
+# -- the rectifier rules -------------------------------------------------------------------
+def relu_rule(b: ArrayOps, method: str, g: Value, y: Value) -> Value:
+    """The signal sent below a ReLU whose output was `y`."""
+    if method == "deconvnet":
+        return b.relu(g)
+    check_method(method)
+    masked = b.threshold(g, y)
+    return masked if method == "backprop" else b.relu(masked)
+
+
+def leaky_rule(b: ArrayOps, method: str, g: Value, y: Value, slope: float) -> Value:
+    """The signal sent below a leaky ReLU (negative slope `slope` >= 0) whose output was `y`."""
+    if method == "deconvnet":
+        return b.leaky_relu(g, slope)
+    check_method(method)
+    derivative = b.leaky_derivative(g, y, slope)
+    return derivative if method == "backprop" else b.threshold(derivative, g)
+
+
+@dataclass(frozen=True)
+class Backward:
+    """A layer type's backward: `rule(builder, step, g) -> signals for step.inputs`, and the
+    forward values it reads (its own `output`, or its `input`), which an engine must keep."""
+
+    rule: Callable[[Any, Step, Value], list[Value]]
+    reads: tuple[str, ...] = ()
+
+
+def where_of(step: Step) -> str:
+    """The name prefix of the values a step's backward creates (ONNX node names)."""
+    return f"{step.name}/grad"
+
+
+def pool_divisors(size: int, out: int, k: int, s: int, p: int, include_pad: bool) -> list[float]:
+    """PyTorch's (and ONNX's) average-pool divisor along one axis, per output position."""
+    result = []
+    for o in range(out):
+        start = o * s - p
+        end = min(start + k, size + p)
+        counted = end - start if include_pad else min(end, size) - max(start, 0)
+        result.append(float(max(counted, 1)))
+    return result
