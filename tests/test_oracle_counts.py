@@ -14,6 +14,7 @@ import json
 
 import pytest
 import torch
+from oracle_helpers import spec_text as oracle_spec_text
 from torch import nn
 
 import specc_torch
@@ -25,16 +26,7 @@ from specc_viz.receptive import receptive_box
 
 
 def spec_text(layer: str, c: int, h: int, w: int) -> str:
-    """One layer under test (named `x`), then a flatten + linear head."""
-    return f"""\
-name: counts
-input: {{channels: {c}, size: [{h}, {w}]}}
-classes: 2
-layers:
-  - {{name: x, {layer}}}
-  - {{type: flatten}}
-  - {{type: linear, units: 2}}
-"""
+    return oracle_spec_text(layer, c, h, w, "counts")
 
 
 def torch_params(module: nn.Module) -> int:

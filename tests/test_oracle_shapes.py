@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from oracle_helpers import spec_text as oracle_spec_text
 from torch import nn
 
 from specc.api import load
@@ -23,16 +24,7 @@ REFUSED = "refused"
 
 
 def spec_text(layer: str, c: int, h: int, w: int) -> str:
-    """One layer under test (named `x`), then a flatten + linear head so the spec is complete."""
-    return f"""\
-name: shapes
-input: {{channels: {c}, size: [{h}, {w}]}}
-classes: 2
-layers:
-  - {{name: x, {layer}}}
-  - {{type: flatten}}
-  - {{type: linear, units: 2}}
-"""
+    return oracle_spec_text(layer, c, h, w, "shapes")
 
 
 def specc_shape(text: str, layer: str = "x"):
