@@ -32,8 +32,15 @@ COMMANDS = (
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (which command, which argument, why), exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USER, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="specc",
         description="specc — describe a CNN once in YAML; check, transform, compile, train and explain it.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -54,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # also while the parser and the commands are being imported
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -85,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    try:
+        code = main()
+    except KeyboardInterrupt:  # between main's own handlers (e.g. while printing)
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
 
 
 if __name__ == "__main__":

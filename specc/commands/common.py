@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from specc.errors import UserError
@@ -40,16 +41,38 @@ def add_spec_options(parser: argparse.ArgumentParser, *, many: bool = False, opt
     )
     parser.add_argument(
         "--max-params",
-        type=int,
+        type=positive_int,
         default=DEFAULT_MAX_PARAMS,
         help=f"refuse specs above this many parameters (default {DEFAULT_MAX_PARAMS:.0e})",
     )
     parser.add_argument(
         "--max-activation-gib",
-        type=float,
+        type=positive_number,
         default=DEFAULT_MAX_ACTIVATION_BYTES / 2**30,
         help="refuse specs whose per-image activations exceed this many GiB (default 16)",
     )
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a positive integer (1e9 and 1_000 spellings accepted)."""
+    try:
+        value = float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer") from None
+    if not math.isfinite(value) or value != int(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(value)
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0 (nan, inf, 0 and negatives refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number > 0")
+    return value
 
 
 def spec_source(value: str | None) -> str:
