@@ -14,7 +14,9 @@ reports) goes through here, so that all of them get the same durability:
 On any error (including Ctrl-C) the temporary file is removed and the error re-raised; the
 destination is untouched. `write_files` does the same for a set of files that belong
 together (`specc compile`'s model and code): every one is written and synced before the
-first is renamed into place.
+first is renamed into place, and if a rename fails the ones already renamed are put back.
+What the file system refuses (a read-only folder, a full disk, a file where a folder should
+be, a folder where the file should be) is a `UserError` naming the path.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
+from specc.errors import UserError
+
 Writer = Callable[[BinaryIO], object]  # writes the content to an open binary file
 
 
@@ -36,6 +40,9 @@ def atomic_write(path: str | Path, write: Writer) -> int:
     staged, size = _stage(path, write)
     try:
         os.replace(staged, path)
+    except OSError as exc:
+        _remove(staged)
+        raise _refusal(path, exc) from None
     except BaseException:
         _remove(staged)
         raise
@@ -64,8 +71,7 @@ def write_files(contents: Mapping[Path, bytes | Writer]) -> dict[Path, int]:
         for path, content in contents.items():
             write = content if callable(content) else _writer_of(content)
             staged[Path(path)] = _stage(Path(path), write)
-        for path, (tmp, _) in staged.items():
-            os.replace(tmp, path)
+        _rename_all({path: tmp for path, (tmp, _) in staged.items()})
     except BaseException:
         for tmp, _ in staged.values():
             _remove(tmp)  # the ones already renamed are gone from there: nothing to do
@@ -75,14 +81,65 @@ def write_files(contents: Mapping[Path, bytes | Writer]) -> dict[Path, int]:
     return {path: size for path, (_, size) in staged.items()}
 
 
+def _rename_all(moves: dict[Path, str]) -> None:
+    """Move each staged file over its destination; if one move fails, undo the ones made (the
+    files they replaced were kept as hard links until all moves succeeded)."""
+    backups: dict[Path, str | None] = {}
+    try:
+        for path, tmp in moves.items():
+            backups[path] = _keep(path)
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise _refusal(path, exc) from None
+            backups[path] = backups[path] or ""  # "" marks: renamed, nothing was there before
+    except BaseException:
+        for path, backup in backups.items():
+            if backup:  # renamed over an old file (or not renamed at all): put the old one back
+                with contextlib.suppress(OSError):
+                    os.replace(backup, path)
+            elif backup == "":
+                _remove(str(path))
+        raise
+    finally:
+        for backup in backups.values():
+            if backup:
+                _remove(backup)
+
+
+def _keep(path: Path) -> str | None:
+    """A hard link to the file at `path` (None when there is none), so it can be put back."""
+    if not path.is_file():
+        return None
+    link = f"{path.parent / ('.' + path.name)}.{os.getpid()}.bak"
+    with contextlib.suppress(OSError):
+        os.link(path, link)
+        return link
+    return None
+
+
+def _refusal(path: Path, exc: OSError) -> UserError:
+    """What the file system said about writing `path`, as one line naming the path."""
+    if isinstance(exc, IsADirectoryError) or path.is_dir():
+        return UserError(f"{path}: is a folder — expected a file name to write")
+    if isinstance(exc, (NotADirectoryError, FileExistsError)):
+        return UserError(f"{path}: cannot write it — a file is in the way where a folder should be")
+    return UserError(f"{path}: cannot write it ({exc.strerror or exc})")
+
+
 def _writer_of(data: bytes) -> Writer:
     return lambda f: f.write(data)
 
 
 def _stage(path: Path, write: Writer) -> tuple[str, int]:
     """(temporary file next to `path` holding the content, fsynced and with its final mode, size)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder — expected a file name to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _refusal(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -90,6 +147,9 @@ def _stage(path: Path, write: Writer) -> tuple[str, int]:
             os.fsync(f.fileno())
             size = os.fstat(f.fileno()).st_size
         os.chmod(tmp, _mode_for(path))
+    except OSError as exc:
+        _remove(tmp)
+        raise _refusal(path, exc) from None
     except BaseException:
         _remove(tmp)
         raise

@@ -64,6 +64,9 @@ def run(args) -> int:
     explained = explain_path(out_dir, graph, args)
     if explained and "onnx" in paths:
         paths["onnx"] = explained
+    folders = [str(p) for p in paths.values() if p.is_dir()]
+    if folders:
+        raise UserError(f"{', '.join(folders)}: a folder is in the way of the file to write — remove or rename it")
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not args.force:
         raise UserError(
@@ -79,9 +82,9 @@ def run(args) -> int:
         if "onnx" in targets:
             contents["onnx"] = _onnx_bytes(graph, weights, provenance, args, batch)
 
+    sizes = write_files({paths[target]: contents[target] for target in targets})  # all or none
     print(render(result.report), end="")
     print("wrote:")
-    sizes = write_files({paths[target]: contents[target] for target in targets})  # all or none
     for path, size in sizes.items():
         print(f"  {path}  ({human_bytes(size)})")
     return 0
