@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from specc.backward_activations import BACKWARD as ACTIVATION_BACKWARD
+from specc.backward_norm import BACKWARD as NORM_BACKWARD
+from specc.backward_pooling import BACKWARD as POOLING_BACKWARD
+from specc.backward_structure import BACKWARD as STRUCTURE_BACKWARD
 from specc.gradbase import (  # noqa: F401 - re-exported: the backward pass's vocabulary
     METHODS,
     ArrayOps,
@@ -18,6 +22,7 @@ from specc.gradbase import (  # noqa: F401 - re-exported: the backward pass's vo
     leaky_rule,
     pool_divisors,
     relu_rule,
+    spread_windows,
     where_of,
 )
 from specc.ir import INPUT
@@ -80,27 +85,8 @@ def _avg_pool(b: GradBuilder, step: Step, g: Value) -> list[Value]:
     rows, cols = pool_divisors(h, ho, kh, sh, ph, include), pool_divisors(w, wo, kw, sw, pw, include)
     divisor = b.const(f"{where}/divisor", [[[[r * q for q in cols] for r in rows]]], (1, 1, ho, wo))
     mean = b.div(g, divisor, f"{where}/mean")
-    # Each output spreads its share over its window: a depthwise transposed convolution with a
-    # kernel of ones. In ceil mode the last windows hang over the end: cut that off.
-    pads, extra = [ph, pw, ph, pw], [0, 0]
-    for axis, (size, out, k, s, p) in enumerate(((h, ho, kh, sh, ph), (w, wo, kw, sw, pw))):
-        reach = (out - 1) * s + k - 2 * p
-        if reach > size:
-            pads[axis + 2] += reach - size
-        else:
-            extra[axis] = size - reach
-    ones = b.const(f"{where}/window", [[[[1.0] * kw] * kh]] * c, (c, 1, kh, kw))
-    out = b.conv_transpose(
-        mean,
-        ones,
-        stride=(sh, sw),
-        pads=(pads[0], pads[1], pads[2], pads[3]),
-        output_padding=(extra[0], extra[1]),
-        groups=c,
-        dilation=(1, 1),
-        where=f"{where}/spread",
-    )
-    return [out]
+    # Each output spreads its share over its window (ceil mode's overhanging windows cut off).
+    return [spread_windows(b, step, mean, where, (ph, pw))]
 
 
 def _global_avg_pool(b: GradBuilder, step: Step, g: Value) -> list[Value]:
@@ -156,6 +142,10 @@ BACKWARD: dict[str, Backward] = {
     "softmax": Backward(_softmax, reads=("output",)),
     "add": Backward(_add),
     "concat": Backward(_concat),
+    **POOLING_BACKWARD,
+    **NORM_BACKWARD,
+    **ACTIVATION_BACKWARD,
+    **STRUCTURE_BACKWARD,
 }
 
 

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from specc.checkpoint_fields import check_fields
 from specc.errors import UserError
 from specc.fileio import atomic_write
 
@@ -73,6 +74,7 @@ def read_state_dict(path: str | Path) -> tuple[dict | None, dict]:
     if isinstance(payload, dict) and ("format" in payload or isinstance(payload.get("model"), dict)):
         if "format" in payload and payload["format"] != CHECKPOINT_FORMAT:
             raise UserError(f"{path}: checkpoint format {payload['format']!r} — expected {CHECKPOINT_FORMAT!r}")
+        check_fields(path, payload)  # one line naming the field of a damaged or edited file
         container, payload = payload, payload.get("model")
     tensor = _torch().Tensor
     if not isinstance(payload, dict) or not payload or not all(isinstance(v, tensor) for v in payload.values()):

@@ -38,12 +38,13 @@ def layer_dict(graph: Graph, node: Node, previous: str) -> dict:
         out["inputs"] = node.inputs[0] if len(node.inputs) == 1 else list(node.inputs)
     spec_defaults = graph.defaults.get(node.type, {})
     fields = type(node.op).model_fields
+    params = node.op.params()
     ordered = [f for f in _FIRST if f in fields] + [f for f in fields if f not in _FIRST]
     for field_name in ordered:
         info = fields[field_name]
         if field_name == "type":
             continue
-        value = _plain(getattr(node.op, field_name))
+        value = _plain(params[field_name])  # as plain data: a fused activation mapping is a dict
         if field_name in spec_defaults:
             implied = _plain(
                 type(node.op)
@@ -71,9 +72,12 @@ def to_dict(graph: Graph) -> dict:
     if graph.description:
         data["description"] = graph.description
     data["input"] = {"channels": c, "size": h if h == w else [h, w]}
-    data["classes"] = graph.classes
+    if graph.classes is not None:
+        data["classes"] = graph.classes
     if graph.labels is not None:
         data["labels"] = list(graph.labels)
+    if graph.outputs:
+        data["outputs"] = list(graph.outputs)
     if graph.defaults:
         data["defaults"] = _plain(graph.defaults)
     layers, previous = [], INPUT

@@ -64,10 +64,25 @@ class SpecError(Exception):
     def __init__(self, diagnostics: list[Diagnostic] | Diagnostic, partial=None):
         if isinstance(diagnostics, Diagnostic):
             diagnostics = [diagnostics]
-        self.diagnostics: list[Diagnostic] = list(diagnostics)
+        self.diagnostics: list[Diagnostic] = distinct(diagnostics)
         # The part of the spec that did validate (a Graph), so later stages can still report.
         self.partial = partial
         super().__init__("\n".join(d.format() for d in self.diagnostics))
+
+
+def distinct(diagnostics) -> list[Diagnostic]:
+    """Each problem once, in order. A layer inside a `repeat` block is validated once per
+    iteration, from the same place in the file: its problems differ at most in the layer name
+    (`conv1`, `conv2`, ...), so problems at the same position and key path with the same
+    message are one problem, reported with the first layer's name."""
+    seen: set[tuple] = set()
+    out = []
+    for d in diagnostics:
+        key = (d.pos, d.path, d.message, d.severity)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
 
 
 class UserError(Exception):
@@ -105,5 +120,9 @@ def did_you_mean(word: str, choices) -> str:
     if not match:
         # `convolution` for `conv`, `maxpool` for `max_pool`: a prefix or squashed spelling.
         squashed = word.replace("_", "").replace("-", "").lower()
-        match = [o for o in options if squashed.startswith(o.replace("_", "").lower()) or o.replace("_", "").lower().startswith(squashed)][:1]
+        match = [
+            o
+            for o in options
+            if squashed.startswith(o.replace("_", "").lower()) or o.replace("_", "").lower().startswith(squashed)
+        ][:1]
     return f" — did you mean '{match[0]}'?" if match else ""

@@ -136,6 +136,85 @@ class GradBuilder(ArrayOps, Protocol):
 
     def split_channels(self, g: Value, sizes: Sequence[int], where: str) -> list[Value]: ...
 
+    # -- generic primitives (added with the pooling and normalisation families) ------------
+    # Axes count from the batched value's axis 0 (the seed axis): axis 1 is the channel axis.
+    def reduce_mean(self, x: Value, axes: Sequence[int], where: str) -> Value:
+        """The mean over `axes`, kept as axes of size 1."""
+        ...
+
+    def reduce_sum(self, x: Value, axes: Sequence[int], where: str) -> Value:
+        """The sum over `axes`, kept as axes of size 1."""
+        ...
+
+    def pow(self, x: Value, exponent: float, where: str) -> Value:
+        """x ** exponent, element-wise."""
+        ...
+
+    def sign(self, x: Value, where: str) -> Value:
+        """-1, 0 or 1 by the sign of x."""
+        ...
+
+    def unpool_windows(
+        self, g: Value, source: str, windows: Sequence[Sequence[int]], where: str, magnitude: bool = False
+    ) -> Value:
+        """The backward of a max over explicit windows of the forward value `source` (C, *map):
+        windows[p] lists, in row-major order, the flat map positions pooled into output cell p
+        (row-major); g (R, C, *cells) goes to each window's switch, the first position holding
+        its maximum (of |x| with `magnitude`), added where windows share one. -> (R, C, *map)."""
+        ...
+
+    # -- generic primitives (added with the activation family) ------------------------------
+    # Element-wise; a mask (from `compare`) is a boolean value, used only by `select`.
+    def exp(self, x: Value, where: str) -> Value: ...
+    def tanh(self, x: Value, where: str) -> Value: ...
+    def sigmoid(self, x: Value, where: str) -> Value:
+        """1 / (1 + exp(-x))."""
+        ...
+
+    def erf(self, x: Value, where: str) -> Value: ...
+    def softplus(self, x: Value, where: str) -> Value:
+        """log(1 + exp(x))."""
+        ...
+
+    def affine(self, x: Value, scale: float, shift: float, where: str) -> Value:
+        """x * scale + shift."""
+        ...
+
+    def compare(self, x: Value, relation: str, value: float, where: str) -> Value:
+        """The mask `x <relation> value`, relation one of >, >=, <, <=."""
+        ...
+
+    def select(self, mask: Value, a: Value | float, b: Value | float, where: str) -> Value:
+        """a where the mask holds, else b; a number stands for itself everywhere."""
+        ...
+
+    def clip_mask(self, g: Value, x: Value, low: float, high: float, where: str) -> Value:
+        """g where low < x < high, else 0: the backward of a clip to [low, high] (PyTorch's
+        hardtanh_backward, 0 at the bounds themselves)."""
+        ...
+
+    # -- generic primitives (added with the structure family) -------------------------------
+    def conv(
+        self,
+        x: Value,
+        w: Value,
+        *,
+        stride: tuple[int, int],
+        pads: tuple[int, int, int, int],
+        groups: int,
+        dilation: tuple[int, int],
+        where: str,
+    ) -> Value:
+        """ONNX's Conv (no bias) of (R, C, H, W) with w (C_out, C/groups, kh, kw); `pads`
+        (top, left, bottom, right) of zeros."""
+        ...
+
+    def slice_axes(
+        self, x: Value, axes: Sequence[int], starts: Sequence[int], ends: Sequence[int], where: str
+    ) -> Value:
+        """x[start:end] along each of `axes` (counted like `reduce_sum`'s), ONNX's Slice."""
+        ...
+
 
 # -- the rectifier rules -------------------------------------------------------------------
 def relu_rule(b: ArrayOps, method: str, g: Value, y: Value) -> Value:
@@ -179,3 +258,31 @@ def pool_divisors(size: int, out: int, k: int, s: int, p: int, include_pad: bool
         counted = end - start if include_pad else min(end, size) - max(start, 0)
         result.append(float(max(counted, 1)))
     return result
+
+
+def spread_windows(b: GradBuilder, step: Step, t: Value, where: str, padding: tuple[int, int] = (0, 0)) -> Value:
+    """Each window's value added to every input pixel of the window — the transpose of sum
+    pooling with the step's kernel and stride, as a depthwise transposed convolution with a
+    kernel of ones. Windows that hang over the end (ceil mode) are cut off."""
+    c, h, w = b.shape(step.inputs[0])
+    _, ho, wo = b.shape(step.name)
+    (kh, kw), (sh, sw) = step.op.kernel_hw(), step.op.stride_hw()  # type: ignore[attr-defined]
+    ph, pw = padding
+    pads, extra = [ph, pw, ph, pw], [0, 0]
+    for axis, (size, out, k, s, p) in enumerate(((h, ho, kh, sh, ph), (w, wo, kw, sw, pw))):
+        reach = (out - 1) * s + k - 2 * p  # what a transposed window of every output covers
+        if reach > size:
+            pads[axis + 2] += reach - size
+        else:
+            extra[axis] = size - reach
+    ones = b.const(f"{where}/window", [[[[1.0] * kw] * kh]] * c, (c, 1, kh, kw))
+    return b.conv_transpose(
+        t,
+        ones,
+        stride=(sh, sw),
+        pads=(pads[0], pads[1], pads[2], pads[3]),
+        output_padding=(extra[0], extra[1]),
+        groups=c,
+        dilation=(1, 1),
+        where=f"{where}/spread",
+    )

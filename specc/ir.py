@@ -52,14 +52,19 @@ class Node:
 
 @dataclass(frozen=True, eq=False)
 class Graph:
-    """A whole network: header fields of the spec plus its layer nodes in spec order."""
+    """A whole network: header fields of the spec plus its layer nodes in spec order.
+
+    `classes` is None for a network that is not a classifier (a backbone, a segmentation
+    head): its output is whatever its output layers produce. `outputs` are the layers the
+    network returns, in order, as the spec lists them; empty means the last layer."""
 
     name: str
     input_shape: tuple[int, int, int]
-    classes: int
+    classes: int | None
     nodes: tuple[Node, ...]
     description: str = ""
     labels: tuple[str, ...] | None = None
+    outputs: tuple[str, ...] = ()
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     train: dict[str, Any] | None = None
     source: str = ""
@@ -80,6 +85,7 @@ class Graph:
             self.input_shape,
             self.classes,
             self.labels,
+            self.outputs,
             json.dumps(self.defaults, sort_keys=True),
             json.dumps(self.train, sort_keys=True, default=str),
             self.nodes,
@@ -112,9 +118,28 @@ class Graph:
         return self.by_name[name]
 
     @property
+    def output_names(self) -> tuple[str, ...]:
+        """The layers the network returns, in order: `outputs`, else the last layer."""
+        return self.outputs or (self.nodes[-1].name,)
+
+    @property
     def output(self) -> Node:
-        """The network's output: the last layer in spec order."""
-        return self.nodes[-1]
+        """The network's (last) output: the last of `outputs`, else the last layer in spec
+        order. `classes` applies to it."""
+        return self.by_name[self.output_names[-1]]
+
+    @property
+    def is_classifier(self) -> bool:
+        """One output, and it holds the class scores: what training, evaluation and the
+        `logits`/`probs` choice of the backends work with."""
+        return self.classes is not None and len(self.output_names) == 1
+
+    def scores_layer(self) -> str | None:
+        """The layer holding the class scores before any softmax (None without classes)."""
+        if self.classes is None:
+            return None
+        last = self.output
+        return last.inputs[0] if last.op.makes_probabilities else last.name
 
     def topo_order(self) -> list[Node]:
         """Layers in a topological order that follows spec order wherever it can.
@@ -201,7 +226,8 @@ class Graph:
     def to_text(self, shapes: dict[str, tuple[int, ...]] | None = None) -> str:
         """A compact, stable text form for golden tests and `--debug` output."""
         c, h, w = self.input_shape
-        lines = [f"graph {self.name} (input {c}x{h}x{w}, classes {self.classes})"]
+        outputs = f", outputs {', '.join(self.outputs)}" if self.outputs else ""
+        lines = [f"graph {self.name} (input {c}x{h}x{w}, classes {self.classes}{outputs})"]
         for node in self.nodes:
             params = _non_default(node.op)
             args = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
@@ -286,4 +312,20 @@ def lint(graph: Graph) -> list[Diagnostic]:
             problems.append(Diagnostic(first.pos_of("inputs"), first.path, f"cycle: {' -> '.join(cycle)}", first.name))
     if not graph.nodes:
         problems.append(Diagnostic(graph.header("layers"), "layers", "a spec needs at least one layer"))
+    problems += _output_problems(graph, set(seen))
+    return problems
+
+
+def _output_problems(graph: Graph, names: set[str]) -> list[Diagnostic]:
+    """`outputs` name distinct layers of the graph. The spec loader reports these at each
+    list item; here they catch a transform that removed or renamed an output layer."""
+    problems = []
+    for i, name in enumerate(graph.outputs):
+        if name not in names:
+            message = f"no layer named '{name}'{did_you_mean(name, names)}"
+        elif name in graph.outputs[:i]:
+            message = f"'{name}' is listed twice"
+        else:
+            continue
+        problems.append(Diagnostic(graph.header("outputs"), f"outputs[{i}]", message))
     return problems

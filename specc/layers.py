@@ -1,7 +1,7 @@
 """From the `layers:` list of a spec to validated IR nodes.
 
 Steps, each reporting every problem it finds (located) rather than stopping at the first:
-expand `repeat` blocks (with `$i` and per-iteration `vars`), name unnamed layers (conv1,
+expand `repeat` blocks (with `${i}` and per-iteration `vars`), name unnamed layers (conv1,
 conv2, pool1, ...), apply name-addressed patches from derived specs and `--set`, apply the
 spec's `defaults`, and validate each layer against its op class in `specc.ops`.
 """
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from specc.errors import DiagnosticSink, SourcePos, did_you_mean
 from specc.ir import INPUT, Node
 from specc.ops import OPS
+from specc.type_names import unknown_type_message
 from specc.validation import diagnostics_from
 from specc.yamlsrc import format_path
 
@@ -67,6 +68,8 @@ class _Positions:
 
 
 def _substitute(value, env: dict, pos: SourcePos, path: str, sink: DiagnosticSink):
+    """`${name}` (or `$name`) -> the variable's value: the value itself where it is the whole
+    string (`filters: $filters` stays an int), else its text (`name: s${i}_conv`)."""
     if isinstance(value, dict):
         return {k: _substitute(v, env, pos, path, sink) for k, v in value.items()}
     if isinstance(value, list):
@@ -82,13 +85,41 @@ def _substitute(value, env: dict, pos: SourcePos, path: str, sink: DiagnosticSin
     def repl(match: re.Match) -> str:
         var = match.group(1) or match.group(2)
         if var not in env:
-            sink.error(
-                pos, path, f"unknown variable ${var}{did_you_mean(var, env)} (known: {', '.join('$' + k for k in env)})"
-            )
+            sink.error(pos, path, _unknown_variable(var, match.group(2) is not None, env))
             return match.group(0)
         return str(env[var])
 
     return _VAR.sub(repl, value)
+
+
+def _unknown_variable(var: str, bare: bool, env: dict) -> str:
+    """The error for `$var`; a bare `$i_conv` probably meant `${i}_conv`."""
+    known = f"known: {', '.join('${' + k + '}' for k in env)}"
+    prefixes = [k for k in env if bare and var.startswith(k)]
+    if prefixes:
+        k = max(prefixes, key=len)
+        return (
+            f"unknown variable ${var} — did you mean '${{{k}}}{var[len(k) :]}'? (a bare $name runs to the"
+            f" first character that is not a letter, digit or _; {known})"
+        )
+    close = did_you_mean(var, env)  # " — did you mean 'rate'?"
+    if close:
+        name = close.split("'")[1]
+        return f"unknown variable ${var} — did you mean '${{{name}}}'? ({known})"
+    return f"unknown variable ${var} ({known})"
+
+
+def _nested_pos(layer: dict, kp: tuple, position) -> dict[str, SourcePos]:
+    """Positions inside mapping-valued parameters (`activation: {type: elu, alpha: x}`), keyed
+    `activation.alpha`, so that an error in such a mapping points at its key or value."""
+    return {f"{k}.{sub}": position(kp + (k, sub)) for k, v in layer.items() if isinstance(v, dict) for sub in v}
+
+
+def _at(positions: dict[str, SourcePos], loc: tuple, fallback: SourcePos) -> SourcePos:
+    """The position of a validation error's loc: the nested key if known, else the parameter."""
+    if not loc:
+        return fallback
+    return positions.get(".".join(map(str, loc)), positions.get(loc[0], fallback))
 
 
 def expand(items, keypath: tuple, where: _Positions, sink: DiagnosticSink, env: dict | None = None) -> list[Entry]:
@@ -110,7 +141,9 @@ def expand(items, keypath: tuple, where: _Positions, sink: DiagnosticSink, env: 
         if "repeat" in item:
             out.extend(_expand_repeat(item, kp, where, sink, env))
         else:
-            layer: dict[str, Any] = {k: _substitute(v, env, pos, path, sink) for k, v in item.items()}
+            layer: dict[str, Any] = {
+                k: _substitute(v, env, where.value(kp + (k,)), path, sink) for k, v in item.items()
+            }
             params = {k: v for k, v in layer.items() if k not in ENTRY_KEYS}
             out.append(
                 Entry(
@@ -120,8 +153,8 @@ def expand(items, keypath: tuple, where: _Positions, sink: DiagnosticSink, env: 
                     inputs=layer.get("inputs"),
                     pos=pos,
                     path=path,
-                    value_pos={k: where.value(kp + (k,)) for k in layer},
-                    key_pos={k: where.key(kp + (k,)) for k in layer},
+                    value_pos={k: where.value(kp + (k,)) for k in layer} | _nested_pos(layer, kp, where.value),
+                    key_pos={k: where.key(kp + (k,)) for k in layer} | _nested_pos(layer, kp, where.key),
                 )
             )
         if len(out) > MAX_EXPANDED:
@@ -236,7 +269,7 @@ def check_defaults(defaults: dict, where: _Positions, sink: DiagnosticSink) -> N
     for op_type, values in defaults.items():
         kp = ("defaults", op_type)
         if op_type not in OPS:
-            sink.error(where.key(kp), "defaults", f"unknown layer type '{op_type}'{did_you_mean(op_type, OPS)}")
+            sink.error(where.key(kp), "defaults", unknown_type_message(op_type))
             continue
         if not isinstance(values, dict):
             sink.error(where.value(kp), f"defaults.{op_type}", "expected a mapping of parameters")
@@ -266,7 +299,7 @@ def build_nodes(entries: list[Entry], defaults: dict, where: _Positions, sink: D
             sink.error(
                 e.value_pos.get("type", e.pos),
                 e.path,
-                f"unknown layer type '{e.type}'{did_you_mean(e.type, OPS)}",
+                unknown_type_message(e.type),
                 label,
             )
             continue
@@ -286,8 +319,8 @@ def build_nodes(entries: list[Entry], defaults: dict, where: _Positions, sink: D
                     exc,
                     cls,
                     merged,
-                    lambda loc, vpos=vpos, e=e: vpos.get(loc[0], e.pos) if loc else e.pos,
-                    lambda loc, kpos=kpos, e=e: kpos.get(loc[0], e.pos) if loc else e.pos,
+                    lambda loc, vpos=vpos, e=e: _at(vpos, loc, e.pos),
+                    lambda loc, kpos=kpos, e=e: _at(kpos, loc, e.pos),
                     e.path,
                     label,
                     e.type,

@@ -26,11 +26,12 @@ def warnings(graph: Graph, report: ShapeReport) -> list[Diagnostic]:
     """All lint warnings of a shape-checked graph, in spec order."""
     found: list[Diagnostic] = []
     found += _relu_on_scores(graph)
+    live = _feeding_outputs(graph)
     for node in graph.nodes:
         found += _dropout_before_batch_norm(graph, node)
         found += _border_drop(node, report)
         found += _rounding(node, report)
-        found += _unused(graph, node)
+        found += _unused(graph, node, live)
     return found
 
 
@@ -39,6 +40,8 @@ def _warn(node: Node, message: str) -> Diagnostic:
 
 
 def _relu_on_scores(graph: Graph) -> list[Diagnostic]:
+    if graph.classes is None:
+        return []  # a feature map out of a ReLU is no trap
     node = graph.output
     while _keeps_scores(node.op) and node.inputs[0] != INPUT:
         node = graph.node(node.inputs[0])
@@ -110,7 +113,9 @@ def _border_drop(node: Node, report: ShapeReport) -> list[Diagnostic]:
 
 
 def _rounding(node: Node, report: ShapeReport) -> list[Diagnostic]:
-    if not isinstance(node.op, (MaxPool, AvgPool)):
+    # A spec that states `ceil_mode` (true or false, on the layer or in `defaults`) has chosen
+    # its rounding: only the silent default is worth a warning.
+    if not isinstance(node.op, (MaxPool, AvgPool)) or "ceil_mode" in node.op.model_fields_set:
         return []
     in_shape = _geometry(node, report)
     if in_shape is None:
@@ -137,7 +142,24 @@ def _rounding(node: Node, report: ShapeReport) -> list[Diagnostic]:
     ]
 
 
-def _unused(graph: Graph, node: Node) -> list[Diagnostic]:
-    if node is graph.output or graph.consumers(node.name):
+def _feeding_outputs(graph: Graph) -> set[str]:
+    """The output layers and every layer they read, directly or not."""
+    live: set[str] = set()
+    todo = list(graph.output_names)
+    while todo:
+        name = todo.pop()
+        if name in live or name not in graph.by_name:
+            continue
+        live.add(name)
+        todo.extend(graph.node(name).inputs)
+    return live
+
+
+def _unused(graph: Graph, node: Node, live: set[str]) -> list[Diagnostic]:
+    """Layers no output depends on: backends do not even compute them."""
+    if node.name in live:
         return []
-    return [_warn(node, "output is never used (not an input of any layer, not the network output)")]
+    what = "listed in outputs:" if graph.outputs else "the network output"
+    if graph.consumers(node.name):
+        return [_warn(node, f"output is never used (read only by layers that feed nothing, not {what})")]
+    return [_warn(node, f"output is never used (not an input of any layer, not {what})")]

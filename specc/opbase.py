@@ -105,6 +105,9 @@ class LayerOp(BaseModel):
     makes_probabilities: ClassVar[bool] = False
     # State entries of `weights()` that are statistics, not trained parameters.
     buffers: ClassVar[tuple[str, ...]] = ()
+    # Pools a feature map into a feature map (max/avg/lp pools, the adaptive pools): what the pool
+    # rewrites look at. Global pools, which end in a vector, are heads (`vectorizes`) instead.
+    pooling: ClassVar[bool] = False
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs) -> None:
@@ -129,6 +132,14 @@ class LayerOp(BaseModel):
         `specc_torch.init`); `norm` for normalisation state (scale 1, shift 0, running mean 0,
         variance 1); `constant` (value) for every entry."""
         return None
+
+    def channel_layout(self, inputs: list[Shape]) -> tuple[Shape, Shape]:
+        """Where the output channels sit in `weight` (layers with a `width_field`): a view of
+        the weight, and the shape a per-output-channel vector takes to broadcast over that
+        view — what folding a normalisation into the layer scales. By default axis 0 (conv's
+        and linear's (out, in, ...) layout); a transposed convolution overrides it."""
+        w = self.weights(inputs)["weight"]
+        return w, (w[0],) + (1,) * (len(w) - 1)
 
     def param_count(self, inputs: list[Shape]) -> int:
         """Trained parameters: the entries of `weights()` that are not buffers."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Union
 
 from pydantic import Field, field_validator
 
+from specc.fusion import activation_text, describe_fusable, fused_activation_type, fused_op
 from specc.opbase import (  # noqa: F401 - re-exported: the op table's public vocabulary
     Init,
     LayerOp,
@@ -32,6 +33,9 @@ from specc.opbase import (  # noqa: F401 - re-exported: the op table's public vo
     _window_out,
     _Windowed,
 )
+from specc.ops_activations import CLASSES as ACTIVATION_CLASSES
+from specc.ops_norm import CLASSES as NORM_CLASSES
+from specc.ops_pooling import CLASSES as POOLING_CLASSES
 
 
 # -- activations: standalone layers, and the `activation:` a conv/linear layer may fuse ------
@@ -81,11 +85,14 @@ class PReLU(LayerOp):
         return "shared slope" if self.shared else "slope per channel"
 
 
-# The activations a conv/linear layer may fuse, by name. A fused activation takes its
-# parameters from the layer's fields of the same name (`slope`).
-FUSABLE: dict[str, type[LayerOp]] = {cls.kind: cls for cls in (ReLU, LeakyReLU)}
-FusedActivation = Literal[(*FUSABLE, "none")]  # type: ignore[valid-type]
-_ACTIVATION_TEXT = ", ".join(FUSABLE) + " or none"
+# The activations a conv/linear layer may fuse (`specc.fusion`): a name, whose parameters come
+# from the layer's fields of the same name (`slope`), or a mapping `{type: elu, alpha: 0.5}`.
+FUSABLE: dict[str, type[LayerOp]] = {cls.kind: cls for cls in (ReLU, LeakyReLU, *ACTIVATION_CLASSES) if cls.fusable}
+if TYPE_CHECKING:
+    FusedActivation = Union[str, LayerOp]
+else:
+    FusedActivation = fused_activation_type(FUSABLE, layer_fields=("slope",))
+_ACTIVATION_TEXT = describe_fusable(FUSABLE)
 
 
 class _Activated(LayerOp):
@@ -94,18 +101,18 @@ class _Activated(LayerOp):
     its own, so that canonical YAML lists them last."""
 
     if TYPE_CHECKING:  # declared as fields by the subclasses
-        activation: str
+        activation: str | LayerOp
         slope: float
         init: str
         init_std: float
 
     def activation_op(self) -> LayerOp | None:
         """The fused activation as a standalone layer (None for `activation: none`)."""
-        cls = FUSABLE.get(self.activation)
-        if cls is None:
-            return None
-        shared = {k: getattr(self, k) for k in cls.model_fields if k != "type" and k in type(self).model_fields}
-        return cls.model_validate(shared)
+        return fused_op(self, self.activation, FUSABLE)
+
+    def activation_text(self) -> str:
+        """The fused activation for the summary (`relu`, `elu(alpha=0.5)`; empty for none)."""
+        return activation_text(self.activation)
 
     def without_activation(self) -> LayerOp:
         """The same layer with `activation: none` (the form backends see after lowering)."""
@@ -166,11 +173,12 @@ class Conv(_Activated, _Windowed):
         return cout * ho * wo * (inputs[0][0] // self.groups) * kh * kw
 
     def describe(self) -> str:
-        act = "" if self.activation == "none" else f" {self.activation}"
+        act = f" {self.activation_text()}" if self.activation_text() else ""
         return f"{super().describe()}{act}"
 
 
 class _Pool(_Windowed):
+    pooling: ClassVar[bool] = True
     stride: Pair | None = Field(None, description="a positive integer or [height, width] (default: the kernel)")
     ceil_mode: bool = Field(False, description="true for Caffe's ceil rounding, false for floor")
 
@@ -243,9 +251,17 @@ class Dropout(LayerOp):
     train_only: ClassVar[bool] = True
     type: Literal["dropout"] = "dropout"
     rate: float = Field(ge=0.0, lt=1.0, description="a probability in [0, 1)")
+    spatial: bool = Field(
+        False, description="true to drop whole channels of a CxHxW map (nn.Dropout2d), false for single values"
+    )
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        if self.spatial:
+            _spatial("spatial dropout", inputs[0])  # drops channels: a map, not a flat vector
+        return inputs[0]
 
     def describe(self) -> str:
-        return f"p={self.rate:g}"
+        return f"p={self.rate:g}{' spatial' if self.spatial else ''}"
 
 
 class BatchNorm(LayerOp):
@@ -319,7 +335,7 @@ class Linear(_Activated):
         return inputs[0][0] * self.units
 
     def describe(self) -> str:
-        return "" if self.activation == "none" else self.activation
+        return self.activation_text()
 
 
 class Softmax(LayerOp):
@@ -378,6 +394,9 @@ class Concat(LayerOp):
         return (sum(s[0] for s in inputs),) + tuple(first[1:])
 
 
+# The structure family subclasses `_Activated` (conv_transpose), so it is imported after it.
+from specc.ops_structure import CLASSES as STRUCTURE_CLASSES  # noqa: E402
+
 OPS: dict[str, type[LayerOp]] = {
     cls.kind: cls
     for cls in (
@@ -395,6 +414,10 @@ OPS: dict[str, type[LayerOp]] = {
         Softmax,
         Add,
         Concat,
+        *POOLING_CLASSES,
+        *NORM_CLASSES,
+        *ACTIVATION_CLASSES,
+        *STRUCTURE_CLASSES,
     )
 }
 

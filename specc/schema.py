@@ -56,7 +56,8 @@ def json_schema() -> dict:
         default_props[kind] = defaults
     defs["repeat"] = {
         "type": "object",
-        "description": "repeat a block of layers; `$i` is the 1-based iteration, `vars` give per-iteration values",
+        "description": "repeat a block of layers; `${i}` is the 1-based iteration, `vars` give per-iteration"
+        " values (`${name}`)",
         "properties": {
             "repeat": {"type": "integer", "minimum": 1},
             "vars": {"type": "object", "additionalProperties": {"type": "array"}},
@@ -90,7 +91,7 @@ def json_schema() -> dict:
         "properties": props,
         # A derived spec (base:) inherits the required fields from its base.
         "if": {"not": {"required": ["base"]}},
-        "then": {"required": ["name", "input", "classes", "layers"]},
+        "then": {"required": ["name", "input", "layers"]},
         "additionalProperties": False,
         "$defs": defs,
     }

@@ -53,11 +53,17 @@ class ShapeReport:
 
     @property
     def output_shape(self) -> Shape:
-        return self.layers[-1].shape
+        """The shape of the (last) output, the one `classes` applies to."""
+        return self.shapes[self.graph.output.name]
+
+    @property
+    def output_shapes(self) -> dict[str, Shape]:
+        """Each output layer's shape, in the order the network returns them."""
+        return {name: self.shapes[name] for name in self.graph.output_names}
 
     @property
     def output_rf(self) -> tuple[int, int]:
-        return self.layers[-1].rf
+        return self.info(self.graph.output.name).rf
 
     def info(self, name: str) -> LayerInfo:
         return next(i for i in self.layers if i.name == name)
@@ -67,6 +73,7 @@ class ShapeReport:
             "name": self.graph.name,
             "input": list(self.graph.input_shape),
             "classes": self.graph.classes,
+            "outputs": [{"name": name, "output_shape": list(shape)} for name, shape in self.output_shapes.items()],
             "layers": [
                 {
                     "name": i.name,
@@ -77,6 +84,7 @@ class ShapeReport:
                     "macs": i.macs,
                     "receptive_field": list(i.rf),
                     "jump": list(i.jump),
+                    "is_output": i.name in self.graph.output_names,
                 }
                 for i in self.layers
             ],
@@ -111,7 +119,10 @@ def infer(
         kh, kw, sh, sw = node.op.window(ins)
         # Receptive field of the widest input branch; the jump grows by this layer's stride.
         rf_in = max(geometry[s][0] for s in node.inputs)
-        jump_in = max(geometry[s][1] for s in node.inputs)
+        # A flat input (a squeeze-and-excitation gate) has no spacing of positions: the jump is
+        # the feature maps'.
+        maps = [s for s in node.inputs if len(shapes[s]) == 3] or list(node.inputs)
+        jump_in = max(geometry[s][1] for s in maps)
         rf = (rf_in[0] + (kh - 1) * jump_in[0], rf_in[1] + (kw - 1) * jump_in[1])
         jump = (jump_in[0] * sh, jump_in[1] * sw)
         geometry[node.name] = (rf, jump)
@@ -127,7 +138,7 @@ def infer(
         )
     sink.raise_if_errors()
     report = ShapeReport(graph, tuple(infos[n.name] for n in graph.nodes), shapes)
-    if check_classes:
+    if check_classes and graph.classes is not None:
         _check_output(graph, report, sink)
     _check_budget(graph, report, sink, max_params, max_activation_bytes)
     sink.raise_if_errors()
@@ -135,24 +146,29 @@ def infer(
 
 
 def _check_output(graph: Graph, report: ShapeReport, sink: DiagnosticSink) -> None:
+    """`classes: N` asks the (last) output to be N class scores."""
     out = graph.output
     shape = report.shapes[out.name]
     if shape == (graph.classes,):
         return
+    # With several outputs, say which one `classes` applies to.
+    which = f"the last output, '{out.name}'," if len(graph.output_names) > 1 else "the network"
     if len(shape) == 3:
         c, h, w = shape
         hint = "a global_avg_pool (or flatten + linear) to reach the class scores"
+        ends = "ends in" if len(graph.output_names) == 1 else "is"
         sink.error(
             out.pos,
             out.path,
-            f"the network ends in a {c}x{h}x{w} feature map — expected {graph.classes} class scores; add {hint}",
+            f"{which} {ends} a {c}x{h}x{w} feature map — expected {graph.classes} class scores; add {hint}"
+            + ("" if graph.outputs else ", or drop classes: for a network that outputs a feature map"),
             out.name,
         )
     else:
         sink.error(
             out.pos,
             out.path,
-            f"the network outputs {shape[0]} values but classes is {graph.classes}"
+            f"{which} outputs {'x'.join(map(str, shape))} values but classes is {graph.classes}"
             f" — the last conv/linear layer must have {graph.classes} outputs",
             out.name,
         )

@@ -12,9 +12,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from specc import yamlsrc
-from specc.errors import Diagnostic, DiagnosticSink, SourcePos, SpecError, UserError
-from specc.ir import Graph, lint
-from specc.layers import Patch, _Positions, apply_patches, assign_names, build_nodes, check_defaults, check_references, expand
+from specc.errors import Diagnostic, DiagnosticSink, SourcePos, SpecError, UserError, did_you_mean
+from specc.ir import INPUT, Graph, lint
+from specc.layers import (
+    Patch,
+    _Positions,
+    apply_patches,
+    assign_names,
+    build_nodes,
+    check_defaults,
+    check_references,
+    expand,
+)
 from specc.ops import Pair, PosInt, _pair
 from specc.validation import diagnostics_from
 
@@ -39,8 +48,15 @@ class SpecHeader(BaseModel):
     )
     description: str = Field("", description="free text")
     input: InputSpec = Field(description="{channels: C, size: S or [H, W]}")
-    classes: PosInt = Field(description="a positive integer (number of classes)")
+    classes: PosInt | None = Field(
+        None, description="a positive integer (number of classes; omit it for a network that is not a classifier)"
+    )
     labels: list[str] | None = Field(None, description="a list of class names, one per class")
+    outputs: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="a list of layer names: the network's outputs, in order (default: the last layer)",
+    )
     defaults: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="a mapping from layer type to default parameters"
     )
@@ -171,7 +187,9 @@ def apply_overrides(raw: RawSpec, overrides: list[str]) -> None:
         try:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError as exc:
-            raise UserError(f"--set {assignment}: value is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+            raise UserError(
+                f"--set {assignment}: value is not valid YAML ({getattr(exc, 'problem', None) or exc})"
+            ) from None
         parts = key.strip().split(".")
         if parts[0] == "layers" and len(parts) == 3 and not parts[1].isdigit():
             raw.patches.append(Patch(parts[1], parts[2], value, pos))
@@ -223,17 +241,42 @@ def graph_from_raw(raw: RawSpec) -> Graph:
     nodes = build_nodes(entries, defaults if isinstance(defaults, dict) else {}, where, sink)
     if isinstance(raw.data.get(TRAIN_KEY), dict):
         _check_train(raw, sink)
-    if header is not None and header.labels is not None and len(header.labels) != header.classes:
-        sink.error(
-            where.value(("labels",)),
-            "labels",
-            f"{len(header.labels)} labels for {header.classes} classes — expected one label per class",
-        )
+    if header is not None and header.labels is not None:
+        _check_labels(header, where, sink)
+    if header is not None and header.outputs is not None:
+        check_outputs(header.outputs, entries, where, sink)
     if sink.errors:
         check_references(entries, sink)
         raise SpecError(sink.errors, partial=_partial(raw, header, nodes))
     assert header is not None  # any header problem was raised above
     return _graph(raw, header, nodes)
+
+
+def _check_labels(header: SpecHeader, where: _Positions, sink: DiagnosticSink) -> None:
+    """Labels name class scores: one per class, and only in a spec with classes."""
+    count = len(header.labels or ())
+    if header.classes is None:
+        message = f"{count} labels but no classes — labels name class scores: add 'classes: {count}' (or remove labels)"
+    elif count != header.classes:
+        message = f"{count} labels for {header.classes} classes — expected one label per class"
+    else:
+        return
+    sink.error(where.value(("labels",)), "labels", message)
+
+
+def check_outputs(outputs: list[str], entries: list, where: _Positions, sink: DiagnosticSink) -> None:
+    """Each name in `outputs:` is a layer of the spec, listed once."""
+    names = {e.name for e in entries if isinstance(e.name, str)}
+    first: dict[str, int] = {}
+    for i, name in enumerate(outputs):
+        pos, path = where.value(("outputs", i)), f"outputs[{i}]"
+        if name == INPUT:
+            sink.error(pos, path, f"'{INPUT}' is the network input — expected the name of a layer")
+        elif name not in names:
+            sink.error(pos, path, f"no layer named '{name}'{did_you_mean(name, names)}")
+        elif name in first:
+            sink.error(pos, path, f"'{name}' is listed twice (first as outputs[{first[name]}]) — list each layer once")
+        first.setdefault(name, i)
 
 
 def _check_train(raw: RawSpec, sink: DiagnosticSink) -> None:
@@ -254,6 +297,9 @@ def _partial(raw: RawSpec, header: SpecHeader | None, nodes: list) -> Graph | No
     """The validated part of a spec with errors, for shape checking what can be checked."""
     if header is None:
         return None
+    names = {n.name for n in nodes}
+    if header.outputs and not all(name in names for name in header.outputs):
+        header = header.model_copy(update={"outputs": None})  # shapes can be checked without them
     return _graph(raw, header, nodes, check=False)
 
 
@@ -268,6 +314,7 @@ def _graph(raw: RawSpec, header: SpecHeader, nodes: list, check: bool = True) ->
         nodes=tuple(nodes),
         description=header.description,
         labels=tuple(header.labels) if header.labels is not None else None,
+        outputs=tuple(header.outputs or ()),
         defaults={k: dict(v) for k, v in header.defaults.items()},
         train=copy.deepcopy(header.train),
         source=raw.file,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from specc.outputs import describe_outputs
 from specc.shapes import ShapeReport
+
+OUTPUT_MARK = "<- output"
 
 
 def _dims(values) -> str:
@@ -22,10 +25,10 @@ def human_bytes(n: float) -> str:
 
 
 def render(report: ShapeReport) -> str:
-    """One row per layer, then the totals."""
+    """One row per layer (the network's outputs marked), then the totals."""
     graph = report.graph
-    header = ("layer", "type", "details", "output", "params", "MACs", "RF", "jump")
-    rows = [("input", "", "", _dims(graph.input_shape), "", "", "1", "1")]
+    header = ("layer", "type", "details", "output", "params", "MACs", "RF", "jump", "")
+    rows = [("input", "", "", _dims(graph.input_shape), "", "", "1", "1", "")]
     for info in report.layers:
         rows.append(
             (
@@ -37,6 +40,7 @@ def render(report: ShapeReport) -> str:
                 f"{info.macs:,}",
                 _square(info.rf),
                 _square(info.jump),
+                OUTPUT_MARK if info.name in graph.output_names else "",
             )
         )
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
@@ -46,15 +50,17 @@ def render(report: ShapeReport) -> str:
         cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
         return "  ".join(cells).rstrip()
 
-    rule = "-" * len(line(header))
+    rule = "-" * max(len(line(r)) for r in [header, *rows])
     c, h, w = graph.input_shape
-    out = [f"{graph.name}: input {c}x{h}x{w}, {graph.classes} classes", rule, line(header), rule]
+    returns = f"{graph.classes} classes" if graph.is_classifier and not graph.outputs else describe_outputs(report)
+    out = [f"{graph.name}: input {c}x{h}x{w}, {returns}", rule, line(header), rule]
     out += [line(r) for r in rows]
     out += [
         rule,
         f"parameters:                 {report.total_params:,}",
         f"MACs per image:             {report.total_macs:,} ({report.total_macs / 1e9:.3f} G)",
         f"activation memory / image:  {human_bytes(report.activation_bytes)} (fp32, every layer's output)",
-        f"receptive field of output:  {_square(report.output_rf)}",
+        f"receptive field of output:  {_square(report.output_rf)}"
+        + (f" ({graph.output.name}, the last output)" if len(graph.output_names) > 1 else ""),
     ]
     return "\n".join(out) + "\n"

@@ -42,8 +42,9 @@ class Position:
 Unit = Channel | Position
 
 
-def parse_unit(text: str) -> Unit:
-    """'C' -> Channel(C); 'C,Y,X' -> Position(C, Y, X). Raises ValueError with the reason."""
+def parse_unit(text: object) -> Unit:
+    """'C' -> Channel(C); 'C,Y,X' -> Position(C, Y, X). Raises ValueError with the reason
+    (any other value is read as its `str`, so `as_unit` can leave what it rejects to this)."""
     parts = [p.strip() for p in str(text).split(",")]
     try:
         values = [int(p) for p in parts]

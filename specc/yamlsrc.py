@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from yaml.composer import ComposerError
 
 from specc.errors import Diagnostic, SourcePos, SpecError, UserError
 
@@ -71,7 +72,7 @@ class _DepthLimitedLoader(yaml.SafeLoader):
         try:
             if self.depth > MAX_DEPTH:
                 event = self.peek_event()
-                raise yaml.composer.ComposerError(
+                raise ComposerError(
                     None, None, f"nesting deeper than {MAX_DEPTH} levels exceeds the limit", event.start_mark
                 )
             return super().compose_node(parent, index)
@@ -143,6 +144,7 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode), "PyYAML composes scalar, sequence and mapping nodes only"
         return self._scalar(node, path)
 
     def _scalar(self, node: yaml.ScalarNode, path: KeyPath) -> object:
@@ -199,6 +201,10 @@ def load_text(text: str, file: str) -> Located:
         mark = exc.problem_mark or exc.context_mark
         pos = _mark(file, mark) if mark else SourcePos(file, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
+        quoted = _unquoted_variable(text, exc.problem_mark)
+        if quoted:
+            back, message = quoted  # point at the value, not at the '{' inside it
+            raise SpecError(Diagnostic(SourcePos(pos.file, pos.line, pos.col - back), "", message)) from None
         if "could not determine a constructor" in str(problem):
             problem = problem.replace(
                 "could not determine a constructor for the tag", "tag not allowed (plain YAML only):"
@@ -211,6 +217,25 @@ def load_text(text: str, file: str) -> Located:
     finally:
         loader.dispose()
     return Located(data, file, builder.positions, builder.key_positions, text)
+
+
+def _unquoted_variable(text: str, mark) -> tuple[int, str] | None:
+    """The error for `{name: s${i}_conv}`: in a flow mapping or list YAML reads the `{` of
+    `${i}` as a nested mapping and fails there; say to quote the value."""
+    index = getattr(mark, "index", -1)
+    if not 0 < index < len(text) or text[index] != "{" or text[index - 1] != "$":
+        return None
+    start = index - 1
+    while start > 0 and text[start - 1] not in ",{[ \t\n":
+        start -= 1
+    end = text.find("}", index) + 1
+    while 0 < end < len(text) and text[end] not in ",}] \t\n":
+        end += 1
+    value = text[start:end] if end > 0 else text[start : index + 1]
+    return index - start, (
+        f"YAML: {value} must be quoted inside {{...}} or [...] — YAML reads the '{{' of '${{' as the start"
+        f' of a mapping; write "{value}"'
+    )
 
 
 def read_source(source: str | Path) -> tuple[str, str]:

@@ -47,7 +47,7 @@ def test_an_interrupted_ablation_continues_where_it_stopped(tmp_path, monkeypatc
     assert called == ["strided/lr0.1/seed0", "all/lr0.1/seed0"]
     assert mtimes(base) == base_files  # the finished run was not touched
     resumed = yaml.safe_load((strided / "config.yaml").read_text())["resumed"]
-    assert resumed == [{"epoch": 1, "step": 3}]
+    assert [(r["epoch"], r["step"], r["command"]) for r in resumed] == [(1, 3, "specc ablate strided/lr0.1/seed0")]
     result = json.loads((strided / "result.json").read_text())
     assert (result["status"], result["epochs"]) == ("done", 2)
     report = json.loads((out / "report.json").read_text())

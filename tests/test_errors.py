@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from specc.cli import main
+from specc.ops import OPS
 
 HEAD = "name: t\ninput: {channels: 3, size: 8}\nclasses: 10\n"
 
@@ -29,14 +30,14 @@ CASES = {
     ),
     "unknown layer type": (
         HEAD + "layers:\n  - {type: maxpool, kernel: 2}\n",
-        ["spec.yaml:5:12: layers[0] (layer1): unknown layer type 'maxpool' — did you mean 'max_pool'?"],
+        [
+            "spec.yaml:5:12: layers[0] (layer1): unknown layer type 'maxpool' — did you mean 'max_pool'?"
+            f" (layer types: {', '.join(sorted(OPS))})"
+        ],
     ),
     "missing type": (
         HEAD + "layers:\n  - {filters: 3}\n",
-        [
-            "spec.yaml:5:5: layers[0] (layer1): missing 'type' — expected one of conv, max_pool, avg_pool,"
-            " global_avg_pool, dropout, relu, leaky_relu, prelu, batch_norm, flatten, linear, softmax, add, concat"
-        ],
+        [f"spec.yaml:5:5: layers[0] (layer1): missing 'type' — expected one of {', '.join(OPS)}"],
     ),
     "bad value": (
         HEAD + "layers:\n  - {type: conv, filters: -1, kernel: 1}\n",
@@ -85,7 +86,8 @@ CASES = {
         HEAD + "layers:\n  - {type: conv, filters: 10, kernel: 1}\n",
         [
             "spec.yaml:5:5: layers[0] (conv1): the network ends in a 10x8x8 feature map — expected 10 class scores;"
-            " add a global_avg_pool (or flatten + linear) to reach the class scores"
+            " add a global_avg_pool (or flatten + linear) to reach the class scores, or drop classes: for a network"
+            " that outputs a feature map"
         ],
     ),
     "linear on a feature map": (

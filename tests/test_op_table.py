@@ -32,6 +32,12 @@ CPU = ["CPUExecutionProvider"]  # parity is defined on the CPU provider
 HEAD = "  - {type: flatten}\n  - {name: fc, type: linear, units: 3}\n"
 C0 = "  - {name: c0, type: conv, filters: 4, kernel: 3, padding: same, activation: leaky_relu, slope: 0.2}\n"
 
+
+def _fused(activation: str) -> str:
+    """The first conv with a fused `activation` (a name or a mapping)."""
+    return f"  - {{name: c0, type: conv, filters: 4, kernel: 3, padding: same, activation: {activation}}}\n"
+
+
 # kind -> layers of a 3x6x6 network in which the layer under test is `t` (a head is appended).
 EXAMPLES: dict[str, str] = {
     "conv": C0 + "  - {name: t, type: conv, filters: 6, kernel: [3, 2], stride: [2, 1], padding: 1, groups: 2}\n",
@@ -52,6 +58,47 @@ EXAMPLES: dict[str, str] = {
     "  - {name: t, type: add, inputs: [c0, c1]}\n",
     "concat": C0 + "  - {name: c1, type: conv, filters: 2, kernel: 1, inputs: input}\n"
     "  - {name: t, type: concat, inputs: [c0, c1]}\n",
+    # pooling and normalisation (tests/test_pooling_norm.py has the hand and torch.nn oracles)
+    "adaptive_avg_pool": C0 + "  - {name: t, type: adaptive_avg_pool, output: [4, 5]}\n",  # uneven windows
+    "adaptive_max_pool": C0 + "  - {name: t, type: adaptive_max_pool, output: [4, 5]}\n",
+    "global_max_pool": C0 + "  - {name: t, type: global_max_pool}\n  - {name: fc, type: linear, units: 3}\n",
+    "lp_pool": C0 + "  - {name: t, type: lp_pool, p: 2, kernel: 3, stride: 2, ceil_mode: true}\n",
+    "local_response_norm": C0 + "  - {name: t, type: local_response_norm, size: 3, alpha: 0.5, k: 2}\n",
+    "group_norm": C0 + "  - {name: t, type: group_norm, groups: 2, eps: 0.001}\n",
+    # A channel's own activation as the seed lies almost in instance_norm's null space: the map
+    # is eps / (var + eps) of its size, so a small eps leaves only rounding to compare.
+    "instance_norm": C0 + "  - {name: t, type: instance_norm, affine: true, eps: 0.1}\n",
+    "layer_norm": C0 + "  - {name: t, type: layer_norm, eps: 0.001}\n",
+    # activations (tests/test_activations.py has the torch.nn oracles); the conv before each
+    # fuses another activation, in the name or the mapping form, so fused steps are checked too
+    "sigmoid": _fused("{type: elu, alpha: 0.5}") + "  - {name: t, type: sigmoid}\n",
+    "tanh": _fused("gelu") + "  - {name: t, type: tanh}\n",
+    "relu6": _fused("none") + "  - {name: t, type: relu6}\n",
+    "hardtanh": _fused("{type: softplus, beta: 2, threshold: 1}")
+    + "  - {name: t, type: hardtanh, min_val: -0.5, max_val: 1.5}\n",
+    "elu": _fused("{type: hardtanh, min_val: -2, max_val: 2}") + "  - {name: t, type: elu, alpha: 0.7}\n",
+    "selu": _fused("mish") + "  - {name: t, type: selu}\n",
+    "gelu": _fused("silu") + "  - {name: t, type: gelu, approximate: tanh}\n",
+    "silu": _fused("{type: gelu, approximate: tanh}")
+    + "  - {name: t, type: silu}\n  - {type: flatten}\n"
+    + "  - {type: linear, units: 5, activation: {type: softplus, beta: 0.5}}\n  - {name: fc, type: linear, units: 3}\n",
+    "mish": _fused("hardswish") + "  - {name: t, type: mish}\n",
+    "hardswish": _fused("relu6") + "  - {name: t, type: hardswish}\n",
+    "hardsigmoid": _fused("tanh") + "  - {name: t, type: hardsigmoid}\n",
+    "softplus": _fused("sigmoid")
+    + "  - {name: t, type: softplus, beta: 2, threshold: 1}\n  - {type: flatten}\n"
+    + "  - {type: linear, units: 5, activation: selu}\n  - {name: fc, type: linear, units: 3}\n",
+    # structure ops (tests/test_structure_ops.py has the torch.nn and hand oracles)
+    "conv_transpose": C0 + "  - {name: t, type: conv_transpose, filters: 6, kernel: 3, stride: 2, padding: 1,"
+    " output_padding: 1, groups: 2, activation: relu}\n",
+    "upsample": C0 + "  - {name: t, type: upsample, mode: bilinear, size: [9, 8]}\n",  # non-integer ratios
+    "pad": C0 + "  - {name: t, type: pad, padding: [1, 2, 0, 3], mode: reflect}\n",
+    "identity": C0 + "  - {name: t, type: identity}\n",
+    "mul": C0 + "  - {type: global_avg_pool}\n  - {type: linear, units: 2, activation: relu}\n"  # squeeze-excitation
+    "  - {type: linear, units: 4}\n  - {name: gate, type: sigmoid}\n  - {name: t, type: mul, inputs: [c0, gate]}\n",
+    "scale": C0 + "  - {name: t, type: scale}\n",
+    "maxout": C0 + "  - {name: t, type: maxout, pieces: 2}\n",
+    "log_softmax": C0 + "  - {name: t, type: log_softmax}\n",
 }
 WITH_HEAD = {k for k in EXAMPLES if "name: fc" not in EXAMPLES[k]}
 

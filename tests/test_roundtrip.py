@@ -45,3 +45,17 @@ def test_fmt_output_of_repeat_is_expanded_and_named():
     text = to_yaml(specc.load(SPECS / "allcnn_large.yaml"))
     assert "repeat" not in text and "$" not in text
     assert "  - {name: conv15, type: conv, filters: 1600, stride: 2}" in text.splitlines()
+
+
+def test_outputs_and_a_spec_without_classes_round_trip():
+    text = (
+        "name: features\ninput: {channels: 3, size: 8}\noutputs: [stage1, head]\n"
+        "layers:\n  - {name: stage1, type: conv, filters: 4, kernel: 3, padding: same}\n"
+        "  - {type: global_avg_pool}\n  - {name: head, type: linear, units: 2}\n"
+    )
+    graph = load_graph_text(text, "features.yaml")
+    canonical = to_yaml(graph)
+    assert "classes" not in canonical and "outputs: [stage1, head]" in canonical.splitlines()
+    again = load_graph_text(canonical, "<fmt>")
+    assert again == graph and again.outputs == ("stage1", "head") and again.classes is None
+    assert to_yaml(again) == canonical

@@ -35,10 +35,10 @@ layers:
 """
 
 REASONS = [
-    (5, 0, "bn1", "it reads the network input, not a conv or linear layer"),
+    (5, 0, "bn1", "it reads the network input, not a conv or linear or conv_transpose layer"),
     (10, 5, "c2_bn", "'c2' applies relu before it"),
     (12, 7, "c3_bn", "'c3' also feeds add1"),
-    (15, 10, "bn2", "its input 'pool1' is a max_pool, not a conv or linear layer"),
+    (15, 10, "bn2", "its input 'pool1' is a max_pool, not a conv or linear or conv_transpose layer"),
 ]
 
 
@@ -63,7 +63,7 @@ def test_skipping_folds_the_rest_and_warns(write_spec):
     assert result.graph.node("c2").inputs == ("c1",)  # read c1_bn2, which c1 replaced
     assert [(n.label, n.severity) for n in result.notes] == [(name, "warning") for _, _, name, _ in REASONS]
     assert result.notes[0].message == (
-        "transform fold_batch_norm: left in place: cannot fold bn1: it reads the network input, not a conv or linear layer"
+        "transform fold_batch_norm: left in place: cannot fold bn1: it reads the network input, not a conv or linear or conv_transpose layer"
     )
     folds = plan(result.source)
     assert folds.folded == (("c1", "c1_bn"), ("c1", "c1_bn2"))

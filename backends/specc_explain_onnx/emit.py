@@ -29,6 +29,7 @@ from specc.backward import METHODS, run_backward
 from specc.errors import UserError, did_you_mean
 from specc.ir import INPUT, Graph
 from specc.lowering import Step, lower, step_shapes
+from specc.ops_pooling import padded_windows
 from specc.shapes import infer
 from specc.units import Position, as_unit, check_unit
 from specc_onnx import DEFAULT_OPSET, emit, fold_batch_norm
@@ -38,6 +39,7 @@ from specc_onnx.verify import onnx_shapes
 
 MIN_OPSET = 16  # ScatterElements with reduction="add" (the max-pool switches)
 MASK_INPUT = "unit_mask"
+_RELATIONS = {">": "Greater", ">=": "GreaterOrEqual", "<": "Less", "<=": "LessOrEqual"}
 SEEDS = ("auto", "activation", "one")
 OUTPUTS = ("reconstruction", "activation")
 
@@ -54,6 +56,7 @@ class OnnxGrad:
     initializers: list[onnx.TensorProto] = field(default_factory=list)
     forward_nodes: list[onnx.NodeProto] = field(default_factory=list)  # the forward model's, editable
     _count: int = 0
+    opset: int = DEFAULT_OPSET  # the model's: Reduce* read their axes from an input from opset 18
 
     def node(self, op_type: str, inputs: list[str], outputs, **attrs):
         """Append a node named after its (first) output; returns the output name(s)."""
@@ -172,6 +175,102 @@ class OnnxGrad:
         split = self.const_array(f"{where}/sizes", np.array(list(sizes), dtype=np.int64))
         return self.node("Split", [g, split], [f"{where}{i}" for i in range(len(sizes))], axis=1)
 
+    # -- generic primitives (added with the pooling and normalisation families) ------------
+    def _constant(self, name: str, array: np.ndarray) -> str:
+        """A Constant node (strict shape inference reads its value: Reshape targets, axes)."""
+        return self.node("Constant", [], name, value=numpy_helper.from_array(np.ascontiguousarray(array), name))
+
+    def _reduce(self, op_type: str, x: str, axes, where: str, axes_input_from: int) -> str:
+        if self.opset >= axes_input_from:
+            axes_value = self._constant(f"{where}/axes", np.array(list(axes), dtype=np.int64))
+            return self.node(op_type, [x, axes_value], where, keepdims=1)
+        return self.node(op_type, [x], where, axes=list(axes), keepdims=1)
+
+    def reduce_mean(self, x: str, axes, where: str) -> str:
+        return self._reduce("ReduceMean", x, axes, where, axes_input_from=18)
+
+    def reduce_sum(self, x: str, axes, where: str) -> str:
+        return self._reduce("ReduceSum", x, axes, where, axes_input_from=13)
+
+    def pow(self, x: str, exponent: float, where: str) -> str:
+        return self.node("Pow", [x, self._scalar(exponent)], where)
+
+    def sign(self, x: str, where: str) -> str:
+        return self.node("Sign", [x], where)
+
+    def unpool_windows(self, g: str, source: str, windows, where: str, magnitude: bool = False) -> str:
+        # Each window's pixels gathered (N, C, P, K); ArgMax (the first maximum, as PyTorch's
+        # kernels pick it) finds the switch's place in its window, a constant table its flat
+        # position; the signal is scattered there, added where windows share a switch.
+        channels, *cells_shape = self.shapes[source]
+        size = int(np.prod(cells_shape))
+        table = np.array(padded_windows([list(w) for w in windows]), dtype=np.int64)  # (P, K)
+        cells, width = table.shape
+        flat_shape = self._constant(f"{where}/flat_shape", np.array([0, channels, size], dtype=np.int64))
+        flat = self.node("Reshape", [self.value(source), flat_shape], f"{where}/flat")  # (N, C, size)
+        if magnitude:
+            flat = self.node("Abs", [flat], f"{where}/magnitude")
+        table_value = self.const_array(f"{where}/windows", table)
+        gathered = self.node("Gather", [flat, table_value], f"{where}/gathered", axis=2)  # (N, C, P, K)
+        first = self.node("ArgMax", [gathered], f"{where}/first", axis=3, keepdims=0, select_last_index=0)
+        offsets = self.const_array(f"{where}/offsets", np.arange(cells, dtype=np.int64) * width)
+        place = self.node("Add", [first, offsets], f"{where}/place")  # (N, C, P) into the flat table
+        flat_table = self.const_array(f"{where}/table", table.reshape(-1))
+        switches = self.node("Gather", [flat_table, place], f"{where}/switches", axis=0)  # (N, C, P)
+        signal_shape = self._constant(f"{where}/signal_shape", np.array([0, channels, cells], dtype=np.int64))
+        signal = self.node("Reshape", [g, signal_shape], f"{where}/signal")  # (N, C, P)
+        shape = self.node("Shape", [flat], f"{where}/shape")
+        zeros = self.node("ConstantOfShape", [shape], f"{where}/zeros", value=_float_tensor(0.0))
+        routed = self.node("ScatterElements", [zeros, switches, signal], f"{where}/routed", axis=2, reduction="add")
+        out_shape = self._constant(f"{where}/out_shape", np.array([0, channels, *cells_shape], dtype=np.int64))
+        return self.node("Reshape", [routed, out_shape], f"{where}/unpooled")
+
+    # -- generic primitives (added with the activation family) ------------------------------
+    def exp(self, x: str, where: str) -> str:
+        return self.node("Exp", [x], where)
+
+    def tanh(self, x: str, where: str) -> str:
+        return self.node("Tanh", [x], where)
+
+    def sigmoid(self, x: str, where: str) -> str:
+        return self.node("Sigmoid", [x], where)
+
+    def erf(self, x: str, where: str) -> str:
+        return self.node("Erf", [x], where)
+
+    def softplus(self, x: str, where: str) -> str:
+        return self.node("Softplus", [x], where)
+
+    def affine(self, x: str, scale: float, shift: float, where: str) -> str:
+        scaled = x if scale == 1 else self.node("Mul", [x, self._scalar(scale)], f"{where}/scaled")
+        return scaled if shift == 0 else self.node("Add", [scaled, self._scalar(shift)], where)
+
+    def compare(self, x: str, relation: str, value: float, where: str) -> str:
+        return self.node(_RELATIONS[relation], [x, self._scalar(value)], where)
+
+    def select(self, mask: str, a: str | float, b: str | float, where: str) -> str:
+        values = [v if isinstance(v, str) else self._scalar(float(v)) for v in (a, b)]
+        return self.node("Where", [mask, *values], where)
+
+    def clip_mask(self, g: str, x: str, low: float, high: float, where: str) -> str:
+        above = self.node("Greater", [x, self._scalar(low)], f"{where}/above")
+        below = self.node("Less", [x, self._scalar(high)], f"{where}/below")
+        inside = self.node("And", [above, below], f"{where}/mask")
+        return self.node("Where", [inside, g, self._scalar(0.0)], where)
+
+    # -- generic primitives (added with the structure family) -------------------------------
+    def conv(self, x: str, w: str, *, stride, pads, groups, dilation, where: str) -> str:
+        # kernel_shape is read from the weight's shape (an initializer).
+        attrs = {"strides": list(stride), "pads": list(pads), "dilations": list(dilation)}
+        return self.node("Conv", [x, w], where, group=groups, **attrs)
+
+    def slice_axes(self, x: str, axes, starts, ends, where: str) -> str:
+        bounds = [
+            self._constant(f"{where}/{part}", np.array(list(values), dtype=np.int64))
+            for part, values in (("starts", starts), ("ends", ends), ("axes", axes))
+        ]
+        return self.node("Slice", [x, *bounds], where)
+
 
 def _float_tensor(value: float):
     return numpy_helper.from_array(np.array([value], dtype=np.float32))
@@ -204,7 +303,8 @@ def emit_explain(
         raise UserError(f"--explain {method}: expected one of {', '.join(METHODS)}")
     if not isinstance(opset, int) or opset < MIN_OPSET:
         raise UserError(f"--opset {opset}: explain models need opset {MIN_OPSET} or newer (ScatterElements add)")
-    logits = graph.output.inputs[0] if graph.output.op.makes_probabilities else graph.output.name
+    # A classifier's forward model ends at its logits; any other network's at its outputs.
+    logits = graph.scores_layer() if graph.is_classifier else None
     _check_layer(graph, layer, logits)
     if seed not in SEEDS:
         raise UserError(f"--explain-seed {seed}: expected one of {', '.join(SEEDS)}")
@@ -219,6 +319,7 @@ def emit_explain(
     values = _step_values(steps, forward, logits)
     e = OnnxGrad(method, values, shapes, {t.name for t in forward.graph.initializer})
     e.forward_nodes = list(forward.graph.node)
+    e.opset = opset
 
     mask_inputs = []
     shape = shapes[layer]
@@ -273,11 +374,13 @@ def check_explain_model(model: onnx.ModelProto, graph: Graph) -> None:
         raise AssertionError(f"{graph.name}: onnx infers reconstruction {got}, expected (N, {graph.input_shape})")
 
 
-def _check_layer(graph: Graph, layer: str, logits: str) -> None:
+def _check_layer(graph: Graph, layer: str, logits: str | None) -> None:
     if layer not in graph.by_name:
         raise UserError(f"--layer {layer}: no such layer in '{graph.name}'{did_you_mean(layer, graph.by_name)}")
-    if layer not in nx.ancestors(graph.nx, logits) | {logits}:
+    if logits is not None and layer not in nx.ancestors(graph.nx, logits) | {logits}:
         raise UserError(f"--layer {layer}: not computed on the way to the logits — start from '{logits}' for a class")
+    if logits is None and not any(layer in nx.ancestors(graph.nx, o) | {o} for o in graph.output_names):
+        raise UserError(f"--layer {layer}: feeds none of the network's outputs, so it is never computed")
 
 
 def _maybe_fold(graph: Graph, weights: dict, layer: str, fold_bn: bool):
@@ -290,16 +393,18 @@ def _maybe_fold(graph: Graph, weights: dict, layer: str, fold_bn: bool):
     return result.graph, result.weights, result.folded
 
 
-def _step_values(steps: list[Step], model: onnx.ModelProto, logits: str) -> dict[str, str]:
-    """Each step's ONNX value in the forward model (dropout emits nothing: its input's)."""
+def _step_values(steps: list[Step], model: onnx.ModelProto, logits: str | None) -> dict[str, str]:
+    """Each step's ONNX value in the forward model (dropout emits nothing: its input's; a
+    classifier's logits are the graph output)."""
     produced = {out for node in model.graph.node for out in node.output}
     values = {INPUT: model.graph.input[0].name}
     for step in steps:
         if step.name in produced:
             values[step.name] = step.name
-        elif step.op.train_only:
+        else:  # no node of its own (dropout, identity), or the renamed logits (set below)
             values[step.name] = values[step.inputs[0]]
-    values[logits] = model.graph.output[0].name
+    if logits is not None:
+        values[logits] = model.graph.output[0].name
     return values
 
 

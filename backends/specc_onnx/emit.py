@@ -5,9 +5,11 @@
 
 Naming: the graph input is `input` (N, C, H, W) float32; every layer's output value, ONNX
 node and initializer is named after the spec layer (`conv3`, `conv3/relu`,
-`conv3.weight`); the graph output is `logits` or `probs` (N, classes). Train-only layers
-(dropout) and layers that feed nothing emit nothing; batch_norm is folded into the
-conv/linear before it when possible.
+`conv3.weight`); the graph output of a classifier is `logits` or `probs` (N, classes). A
+network without classes or with several `outputs:` has one graph output per output layer,
+named after the layer, (N, *its shape), in order. Train-only layers (dropout) and layers
+that feed no output emit nothing; batch_norm is folded into the conv/linear before it when
+possible.
 
 Deterministic: nodes follow the IR's topological order (spec order where it can), attributes
 and metadata are sorted, nothing records a time or a path, so the same graph and weights
@@ -27,6 +29,7 @@ from specc.errors import UserError
 from specc.fileio import write_bytes
 from specc.ir import INPUT, Graph
 from specc.lowering import lower, step_shapes
+from specc.outputs import output_mode_problem
 from specc.shapes import infer
 from specc.version import __version__
 from specc_onnx.builder import Builder, Layer
@@ -54,10 +57,14 @@ def emit(
     """The ONNX model of `graph` with `weights` (PyTorch state_dict names, numpy arrays).
 
     `batch` is "dynamic" (a symbolic batch axis) or a fixed positive size; `output` "logits"
-    drops a final softmax layer and "probs" ends the model with one. `metadata` adds entries
-    such as {"preprocessing": {...}, "weights": "..."} to the model's metadata (see
+    drops a final softmax layer and "probs" ends the model with one (a classifier's choice:
+    other networks output their layers as computed and refuse "probs"). `metadata` adds
+    entries such as {"preprocessing": {...}, "weights": "..."} to the model's metadata (see
     `specc_onnx.metadata`)."""
     _check_options(opset, batch, output)
+    problem = output_mode_problem(graph, output)
+    if problem:
+        raise UserError(f"--output {output}: {problem}")
     spec_graph = graph
     folded: tuple = ()
     if fold_bn:
@@ -67,10 +74,11 @@ def emit(
     builder = Builder(weights, opset)
     values = {INPUT: INPUT_NAME}
     final = graph.output
-    # Layers that feed nothing are not emitted (PyTorch's forward does not run them either).
-    live = nx.ancestors(graph.nx, final.name) | {final.name}
+    # Layers that feed no output are not emitted (PyTorch's forward does not run them either).
+    live = set(graph.output_names).union(*(nx.ancestors(graph.nx, name) for name in graph.output_names))
     nodes = [n for n in graph.topo_order() if n.name in live]
-    if final.op.makes_probabilities and output == "logits":
+    drop_softmax = graph.is_classifier and final.op.makes_probabilities and output == "logits"
+    if drop_softmax:
         nodes.remove(final)  # the caller wants the scores before it
     steps = lower(nodes)
     shapes = step_shapes(steps, shapes)
@@ -81,28 +89,68 @@ def emit(
         params = step.op.params()
         params.pop("type")
         values[step.name] = OP_TABLE[step.kind](builder, layer, step.name, **params)
-    if final.op.makes_probabilities and output == "logits":
+    if drop_softmax:
         values[final.name] = values[final.inputs[0]]
-    result = values[final.name]
-    out_name = output if output not in graph.by_name else graph.fresh_name(output)
-    if output == "probs" and not final.op.makes_probabilities:
-        result = builder.add("Softmax", [result], f"{final.name}/softmax", graph.fresh_name("softmax"), axis=1)
-    assert result != INPUT_NAME, "the classes check guarantees at least one computing layer"
-    _rename_value(builder.nodes, result, out_name)
+        shapes[final.name] = shapes[final.inputs[0]]
+    if graph.is_classifier:
+        outputs = [(_classifier_output(builder, graph, values, output), (spec_graph.classes,))]
+    else:
+        # Folding keeps the outputs in order; a folded batch_norm's output is its conv's value.
+        outputs = [
+            (_layer_output(builder, values[name], spec_name), shapes[name])
+            for spec_name, name in zip(spec_graph.output_names, graph.output_names)
+        ]
 
     batch_dim = BATCH_PARAM if batch == "dynamic" else int(batch)
     onnx_graph = helper.make_graph(
         builder.nodes,
         spec_graph.name,
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch_dim, *spec_graph.input_shape])],
-        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [batch_dim, spec_graph.classes])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch_dim, *shape]) for name, shape in outputs],
         initializer=builder.initializers,
         doc_string=spec_graph.description,
     )
     model = make_model(onnx_graph, opset, f"specc {spec_graph.name}: {spec_graph.description}".strip())
-    props = build_metadata(spec_graph, output=output, folded=folded, extra=metadata or {})
+    props = build_metadata(
+        spec_graph,
+        output=_scores_kind(spec_graph, output),
+        folded=folded,
+        extra=metadata or {},
+        outputs=[name for name, _ in outputs],
+    )
     helper.set_model_props(model, props)
     return model
+
+
+def _scores_kind(graph: Graph, output: str) -> str:
+    """What the class scores output holds (`specc.output`): the classifier's choice; the last
+    output of a network with several as computed; "features" without classes."""
+    if graph.is_classifier:
+        return output
+    if graph.classes is None:
+        return "features"
+    return "probs" if graph.output.op.makes_probabilities else "logits"
+
+
+def _classifier_output(builder: Builder, graph: Graph, values: dict[str, str], output: str) -> str:
+    """The one output of a classifier, renamed after its role: `logits` or `probs`."""
+    final = graph.output
+    result = values[final.name]
+    out_name = output if output not in graph.by_name else graph.fresh_name(output)
+    if output == "probs" and not final.op.makes_probabilities:
+        result = builder.add("Softmax", [result], f"{final.name}/softmax", graph.fresh_name("softmax"), axis=1)
+    assert result != INPUT_NAME, "the classes check guarantees at least one computing layer"
+    _rename_value(builder.nodes, result, out_name)
+    return out_name
+
+
+def _layer_output(builder: Builder, value: str, name: str) -> str:
+    """The graph output of output layer `name`, whose value is `value`, named after the layer.
+    A layer whose value is another's (dropout passes its input on; a folded batch_norm's is
+    its conv's) gets an Identity, so that every output has its own name."""
+    if value != name:
+        builder.add("Identity", [value], name, name)
+    return name
 
 
 def _check_options(opset: int, batch, output: str) -> None:
@@ -126,10 +174,12 @@ def _rename_value(nodes: list[onnx.NodeProto], old: str, new: str) -> None:
 
 def layer_values(graph: Graph, model: onnx.ModelProto) -> dict[str, str]:
     """Spec layer -> the ONNX value holding its output, for the layers that emit a node
-    (dropout and folded batch_norm do not). The network's last layer maps to the graph output."""
+    (dropout and folded batch_norm do not). A classifier's output layer maps to the graph
+    output (`logits`/`probs`); other networks' outputs are named after their layers."""
     produced = {out for node in model.graph.node for out in node.output}
     mapping = {n.name: n.name for n in graph.nodes if n.name in produced}
-    mapping[graph.output.name] = model.graph.output[0].name
+    if graph.is_classifier:
+        mapping[graph.output.name] = model.graph.output[0].name
     return mapping
 
 

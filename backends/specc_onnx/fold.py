@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from specc.ir import Graph, Node
+from specc.ops import BatchNorm
 from specc.transforms.fold_batch_norm import FoldBatchNorm, plan
 from specc.transforms.pipeline import run
 from specc_onnx.builder import require_weight
@@ -38,27 +39,34 @@ def fold_batch_norm(graph: Graph, weights: dict[str, np.ndarray]) -> FoldResult:
     weights = dict(weights)
     biased = {n.name for n in graph.nodes if "bias" in n.op.weights([shapes[s] for s in n.inputs])}
     for source, norm in folds.folded:
-        _fold_weights(weights, graph.node(source), source in biased, graph.node(norm))
+        layout = graph.node(source).op.channel_layout([shapes[s] for s in graph.node(source).inputs])
+        _fold_weights(weights, graph.node(source), source in biased, graph.node(norm), layout)
         biased.add(source)  # in a chain (conv -> bn -> bn) the next one folds into this bias
     return FoldResult(checked.graph, weights, folds.folded, folds.skipped)
 
 
-def _fold_weights(weights: dict[str, np.ndarray], source: Node, has_bias: bool, norm: Node) -> None:
+def _fold_weights(
+    weights: dict[str, np.ndarray], source: Node, has_bias: bool, norm: Node, layout: tuple[tuple, tuple]
+) -> None:
     key = f"{source.name}.weight"
     if key not in weights:
         require_weight(weights, key, ())  # raises the one-line "no such weight" error
     w = np.asarray(weights[key], dtype=np.float64)
-    channels = (w.shape[0],)
+    view, per_channel = layout  # the output channels' place in the weight (`LayerOp.channel_layout`)
+    channels = (int(np.prod(per_channel)),)
 
     def get(layer: Node, key: str, present: bool, default: float) -> np.ndarray:
         if not present:
             return np.full(channels, default)
         return require_weight(weights, f"{layer.name}.{key}", channels).astype(np.float64)
 
+    bn = norm.op
+    assert isinstance(bn, BatchNorm), "batch_norm is the one layer type with the `normalizes` trait"
     b = get(source, "bias", has_bias, 0.0)
-    gamma, beta = get(norm, "weight", norm.op.affine, 1.0), get(norm, "bias", norm.op.affine, 0.0)
+    gamma, beta = get(norm, "weight", bn.affine, 1.0), get(norm, "bias", bn.affine, 0.0)
     mean, var = get(norm, "running_mean", True, 0.0), get(norm, "running_var", True, 1.0)
-    scale = gamma / np.sqrt(var + norm.op.eps)
+    scale = gamma / np.sqrt(var + bn.eps)
     # float64 arithmetic, float32 result: the folded weights round once.
-    weights[f"{source.name}.weight"] = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
+    folded = w.reshape(view) * scale.reshape(per_channel)
+    weights[f"{source.name}.weight"] = folded.reshape(w.shape).astype(np.float32)
     weights[f"{source.name}.bias"] = ((b - mean) * scale + beta).astype(np.float32)

@@ -3,8 +3,11 @@
     specc.format         "1" — marks a model compiled by specc
     specc.name           the spec's name;  specc.spec_hash: sha256 of its canonical YAML
     specc.spec           the canonical YAML itself (the model can be rebuilt from it)
-    specc.classes        number of classes;  specc.labels: JSON list of names, or null
-    specc.output         "logits" or "probs"
+    specc.classes        number of classes, or null (not a classifier);  specc.labels: JSON
+                         list of names, or null
+    specc.output         what the class scores output holds: "logits" or "probs" ("features"
+                         for a network without classes)
+    specc.outputs        JSON list of the graph's output names, in order (the class scores last)
     specc.input          JSON: layout NCHW, dtype float32, shape [C, H, W] and how pixels
                          become the input (INPUT_CONTRACT, or NO_PREPROCESSING)
     specc.preprocessing  JSON preprocessing dict (`specc.preprocessing.Preprocessing.to_dict()`),
@@ -47,32 +50,38 @@ class SpeccMetadata:
     name: str
     spec_hash: str
     spec: str
-    classes: int
+    classes: int | None  # None: not a classifier
     labels: list[str] | None
     output: str
     input_shape: tuple[int, int, int]
     preprocessing: dict | None
     pixels: str  # how pixel values become the input, in words
+    outputs: list[str] = field(default_factory=list)  # the graph's output names (older models: none)
     extra: dict[str, str] = field(default_factory=dict)
 
     def label(self, index: int) -> str:
         return self.labels[index] if self.labels else f"class {index}"
 
 
-def build_metadata(graph: Graph, *, output: str, folded=(), extra: dict | None = None) -> dict[str, str]:
-    """The `metadata_props` of a model of `graph`, sorted by key."""
+def build_metadata(
+    graph: Graph, *, output: str, folded=(), extra: dict | None = None, outputs: list[str] | None = None
+) -> dict[str, str]:
+    """The `metadata_props` of a model of `graph`, sorted by key; `outputs` names the graph's
+    outputs (recorded when given)."""
     c, h, w = graph.input_shape
     props = {
         "format": FORMAT,
         "name": graph.name,
         "spec_hash": spec_hash(graph),
         "spec": to_yaml(graph),
-        "classes": str(graph.classes),
+        "classes": _json(graph.classes),
         "labels": _json(list(graph.labels) if graph.labels else None),
         "output": output,
         "preprocessing": "null",
         "folded": _json([list(pair) for pair in folded]),
     }
+    if outputs is not None:
+        props["outputs"] = _json(list(outputs))
     for key, value in (extra or {}).items():
         key = key.removeprefix(PREFIX)
         if key == "preprocessing":
@@ -95,17 +104,20 @@ def parse_metadata(props: dict[str, str], source: str) -> SpeccMetadata:
         input_info = json.loads(get["input"])
         shape = input_info["shape"]
         preprocessing = json.loads(get.get("preprocessing", "null"))
-        known = {"format", "name", "spec_hash", "spec", "classes", "labels", "output", "input", "preprocessing"}
+        known = {"format", "name", "spec_hash", "spec", "classes", "labels", "output", "outputs", "input"}
+        known.add("preprocessing")
+        classes = json.loads(get["classes"])
         return SpeccMetadata(
             name=get["name"],
             spec_hash=get["spec_hash"],
             spec=get["spec"],
-            classes=int(get["classes"]),
+            classes=None if classes is None else int(classes),
             labels=json.loads(get["labels"]),
             output=get["output"],
             input_shape=(int(shape[0]), int(shape[1]), int(shape[2])),
             preprocessing=decode_arrays(preprocessing) if preprocessing is not None else None,
             pixels=str(input_info.get("pixels", "")),
+            outputs=[str(name) for name in json.loads(get.get("outputs", "[]"))],
             extra={k: v for k, v in sorted(get.items()) if k not in known},
         )
     except (KeyError, ValueError, TypeError, IndexError) as exc:

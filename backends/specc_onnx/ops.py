@@ -18,6 +18,10 @@ import numpy as np
 
 from specc.errors import UserError
 from specc_onnx.builder import Builder, Layer
+from specc_onnx.ops_activations import OP_TABLE as ACTIVATION_OP_TABLE
+from specc_onnx.ops_norm import OP_TABLE as NORM_OP_TABLE
+from specc_onnx.ops_pooling import OP_TABLE as POOLING_OP_TABLE
+from specc_onnx.ops_structure import OP_TABLE as STRUCTURE_OP_TABLE
 
 
 def conv(b: Builder, layer: Layer, out: str, *, groups: int, bias: bool, **_unused) -> str:
@@ -72,7 +76,7 @@ def global_avg_pool(b: Builder, layer: Layer, out: str) -> str:
     return b.add("Flatten", [pooled], out, f"{layer.name}/flatten", axis=1)  # (N, C)
 
 
-def dropout(b: Builder, layer: Layer, out: str, *, rate: float) -> str:
+def dropout(b: Builder, layer: Layer, out: str, *, rate: float, spatial: bool) -> str:
     # Training only: inference reads the input unchanged, so no node is emitted.
     return layer.inputs[0]
 
@@ -147,4 +151,8 @@ OP_TABLE = {
     "softmax": softmax,
     "add": add,
     "concat": concat,
+    **POOLING_OP_TABLE,
+    **NORM_OP_TABLE,
+    **ACTIVATION_OP_TABLE,
+    **STRUCTURE_OP_TABLE,
 }

@@ -9,10 +9,12 @@ every intermediate tensor after its last reader.
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 import torch
@@ -20,8 +22,9 @@ from torch import nn
 
 from specc.errors import Diagnostic, SpecError, did_you_mean
 from specc.ir import INPUT, Graph
+from specc.lowering import Step as LoweredStep
 from specc.lowering import lower
-from specc.ops import LayerOp
+from specc.outputs import output_mode_problem
 from specc.shapes import ShapeReport, infer
 from specc_torch import init
 from specc_torch.table import TORCH_OPS, default_leaky_rule, default_relu_rule
@@ -30,42 +33,49 @@ OUTPUTS = ("logits", "probs")
 
 
 @dataclass(frozen=True)
-class Step:
-    """One step of the forward pass (a lowered step, see `specc.lowering`); `free` are the
-    values no later step reads."""
+class Step(LoweredStep):
+    """One step of the forward pass: a lowered step (see `specc.lowering`), so the op table's
+    entries take it, and `free`, the values no later step reads."""
 
-    name: str
-    layer: str
-    op: LayerOp
-    inputs: tuple[str, ...]
-    fused: bool
-    free: tuple[str, ...]
+    free: tuple[str, ...] = ()
+    # May overwrite its first input: nothing later reads it, it is not the network input or an
+    # output, and the step that made it has `fresh_output` (its backward does not need it).
+    inplace: bool = False
 
-    @property
-    def kind(self) -> str:
-        return self.op.kind
+
+def output_names(graph: Graph, output: str) -> tuple[str, ...]:
+    """The values the network returns, in order. A classifier returns its one output, or the
+    softmax's input when it ends in a softmax and logits are asked for (what training with
+    CrossEntropyLoss needs); any other network returns its output layers as computed (see
+    `specc.outputs.output_mode_problem`: it refuses `probs`)."""
+    problem = output_mode_problem(graph, output)
+    if problem:
+        raise ValueError(problem)
+    if not graph.is_classifier:
+        return graph.output_names
+    last = graph.output
+    return (last.inputs[0] if output == "logits" and last.op.makes_probabilities else last.name,)
 
 
 def output_name(graph: Graph, output: str) -> str:
-    """The value the network returns: the last layer, or its input when it is a softmax and
-    logits are asked for (what training with CrossEntropyLoss needs)."""
-    if output not in OUTPUTS:
-        raise ValueError(f"output={output!r} — expected one of {', '.join(OUTPUTS)}")
-    last = graph.output
-    return last.inputs[0] if output == "logits" and last.op.makes_probabilities else last.name
+    """The value the network returns (the last one, where it returns several)."""
+    return output_names(graph, output)[-1]
 
 
 def plan(graph: Graph, output: str) -> list[Step]:
-    """The layers the output depends on, in topological order, each with the values to free
-    after it. Layers that feed nothing are not run (`specc check` warns about them)."""
-    target = output_name(graph, output)
-    live = nx.ancestors(graph.nx, target) | {target}
+    """The layers the outputs depend on, in topological order, each with the values to free
+    after it. Layers that feed no output are not run (`specc check` warns about them)."""
+    targets = set(output_names(graph, output))
+    live = set(targets).union(*(nx.ancestors(graph.nx, t) for t in targets))
     lowered = lower(n for n in graph.topo_order() if n.name in live)
     last_use = {src: i for i, step in enumerate(lowered) for src in step.inputs}
+    fresh = {step.name for step in lowered if TORCH_OPS[step.kind].fresh_output}
     steps = []
     for i, step in enumerate(lowered):
-        free = tuple(sorted({s for s in step.inputs if last_use[s] == i and s != target}))
-        steps.append(Step(step.name, step.layer, step.op, step.inputs, step.fused, free))
+        free = tuple(sorted({s for s in step.inputs if last_use[s] == i and s not in targets}))
+        first = step.inputs[0] if step.inputs else INPUT
+        inplace = first in free and first in fresh and step.inputs.count(first) == 1
+        steps.append(Step(step.name, step.layer, step.op, step.inputs, step.fused, free, inplace))
     return steps
 
 
@@ -96,7 +106,16 @@ def make_submodules(graph: Graph, report: ShapeReport) -> dict[str, nn.Module]:
 
 def _reserved_names() -> set[str]:
     """Instance attributes a layer must not shadow: nn.Module's own (`training`, ...) and ours."""
-    return set(vars(nn.Module())) | {"graph", "report", "shapes", "layer_names", "output", "output_name", "steps"}
+    return set(vars(nn.Module())) | {
+        "graph",
+        "report",
+        "shapes",
+        "layer_names",
+        "output",
+        "output_name",
+        "output_names",
+        "steps",
+    }
 
 
 class SpeccModule(nn.Module):
@@ -104,7 +123,8 @@ class SpeccModule(nn.Module):
 
     Attributes: `graph` (the IR), `report` (its ShapeReport), `shapes` (layer name -> per-sample
     output shape), `layer_names` (all layers in spec order), `output` ("logits" or "probs"),
-    `output_name` (the layer whose value `forward` returns).
+    `output_names` (the layers whose values `forward` returns, in order), `output_name` (the
+    last of them: the class scores of a classifier).
 
     Activation seam: every ReLU site calls `self.relu_rule(x)` and every leaky ReLU site
     `self.leaky_rule(x, slope)` — the conv/linear fused activations and the standalone layers
@@ -123,7 +143,8 @@ class SpeccModule(nn.Module):
         self.shapes = {n.name: report.shapes[n.name] for n in graph.nodes}
         self.layer_names = tuple(n.name for n in graph.nodes)
         self.output = output
-        self.output_name = output_name(graph, output)
+        self.output_names = output_names(graph, output)
+        self.output_name = self.output_names[-1]
         self.steps = tuple(plan(graph, output))
         for name, module in make_submodules(graph, report).items():
             self.add_module(name, module)
@@ -172,10 +193,11 @@ class SpeccModule(nn.Module):
 
     # -- forward --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, *, capture: Iterable[str] | None = None, stop_at: str | None = None):
-        """`forward(x)` -> the output, (B, classes). With `capture` (layer names) or `stop_at`
-        (a layer name) -> `(out, captured)`: `out` is the stop_at layer's output (else the
-        network's), `captured` maps each captured name to its output, still on the autograd
-        graph, so a backward pass can start from it."""
+        """`forward(x)` -> the output: (B, classes) for a classifier, else the output layer's
+        value; a tuple of the values in `outputs:` order where the spec lists several. With
+        `capture` (layer names) or `stop_at` (a layer name) -> `(out, captured)`: `out` is the
+        stop_at layer's output (else the network's), `captured` maps each captured name to its
+        output, still on the autograd graph, so a backward pass can start from it."""
         if capture is None and stop_at is None:
             return self._run(x, frozenset(), None)[0]
         wanted = frozenset([capture] if isinstance(capture, str) else capture or ())
@@ -194,6 +216,8 @@ class SpeccModule(nn.Module):
         values = {INPUT: x}
         captured: dict[str, torch.Tensor] = {}
         for step in self.steps:
+            if step.inplace and step.inputs[0] in capture:  # a captured value must keep its value
+                step = dataclasses.replace(step, inplace=False)
             out = TORCH_OPS[step.kind].run(self, step, [values[s] for s in step.inputs])
             for dead in step.free:
                 del values[dead]
@@ -202,10 +226,12 @@ class SpeccModule(nn.Module):
                 captured[step.name] = out
             if step.name == stop_at:
                 return out, captured
-        out = values[self.output_name]
+        out: Any = values[self.output_name]  # a tensor, or a tuple of them for several outputs
+        if len(self.output_names) > 1:
+            out = tuple(values[name] for name in self.output_names)
         return (out, captured) if capture or stop_at else (out, None)
 
-    def _check_names(self, names: set[str], stop_at: str | None) -> None:
+    def _check_names(self, names: frozenset[str], stop_at: str | None) -> None:
         order = [s.name for s in self.steps]
         for name in sorted(names):
             if name in order:
@@ -214,9 +240,10 @@ class SpeccModule(nn.Module):
                 continue
             if name not in self.layer_names:
                 raise ValueError(f"no layer '{name}' in spec '{self.graph.name}'{did_you_mean(name, self.layer_names)}")
-            if self.graph.output.name == name:
+            if name in self.graph.output_names:
                 raise ValueError(f"layer '{name}' is not run with output='logits' — build with output='probs'")
-            raise ValueError(f"layer '{name}' does not feed the network output, so it is never computed")
+            which = "the network output" if len(self.output_names) == 1 else "any of the network's outputs"
+            raise ValueError(f"layer '{name}' does not feed {which}, so it is never computed")
 
     def extra_repr(self) -> str:
         return f"spec={self.graph.name!r}, output={self.output!r}"
@@ -227,7 +254,9 @@ def build(graph: Graph, *, seed: int | None = 0, output: str = "logits") -> Spec
     that also takes a spec path or YAML text, and `--set` overrides.)
 
     `seed`: the weights' seed (None: nondeterministic); the global RNG is never touched.
-    `output`: "logits" drops a trailing softmax (for CrossEntropyLoss), "probs" keeps it."""
+    `output`: "logits" drops a trailing softmax (for CrossEntropyLoss), "probs" keeps it —
+    for a classifier; a network without classes or with several outputs returns its output
+    layers as computed and takes the default only."""
     if not isinstance(graph, Graph):
         raise TypeError(
             f"specc_torch.build takes a Graph, not {type(graph).__name__}: use specc.build(spec) for a"

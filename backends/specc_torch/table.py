@@ -20,7 +20,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from specc.ops import Shape
+from specc.lowering import Step
+from specc.ops import LeakyReLU, Shape
+from specc_torch.table_activations import TORCH_OPS as ACTIVATION_TORCH_OPS
+from specc_torch.table_norm import TORCH_OPS as NORM_TORCH_OPS
+from specc_torch.table_pooling import TORCH_OPS as POOLING_TORCH_OPS
+from specc_torch.table_structure import TORCH_OPS as STRUCTURE_TORCH_OPS
 from specc_torch.tablebase import (  # noqa: F401 - re-exported
     ModuleSpec,
     TorchOp,
@@ -69,7 +74,7 @@ def _avg_pool_module(op, ins: list[Shape]) -> ModuleSpec:
 
 
 def _dropout_module(op, ins: list[Shape]) -> ModuleSpec:
-    return ModuleSpec("Dropout", (), {"p": op.rate})
+    return ModuleSpec("Dropout2d" if op.spatial else "Dropout", (), {"p": op.rate})
 
 
 def _batch_norm_module(op, ins: list[Shape]) -> ModuleSpec:
@@ -93,17 +98,23 @@ def _linear_module(op, ins: list[Shape]) -> ModuleSpec:
 
 # -- functional layers --------------------------------------------------------------------
 def _run_relu(model, step, xs):
-    # A fused activation reads the conv/linear output that nothing else holds, and ReLU's
-    # backward needs only its result: with the default rule it runs in place, as
-    # `nn.ReLU(inplace=True)` does in hand-written networks (same values and gradients, one
-    # large tensor less). A swapped rule is always called as it is.
+    # When the plan says nothing else reads the input and its producer's backward does not
+    # need it (a conv, a batch_norm, an add: `fresh_output`), and ReLU's backward needs only its
+    # own result, the default rule runs in place, as `nn.ReLU(inplace=True)` does in
+    # hand-written networks (same values and gradients, one large tensor less). A swapped rule
+    # is always called as it is.
     rule = model.relu_rule
-    return torch.relu_(xs[0]) if step.fused and rule is default_relu_rule else rule(xs[0])
+    return torch.relu_(xs[0]) if _inplace(step) and rule is default_relu_rule else rule(xs[0])
 
 
 def _run_leaky_relu(model, step, xs):
     rule, slope = model.leaky_rule, step.op.slope
-    return F.leaky_relu_(xs[0], slope) if step.fused and rule is default_leaky_rule else rule(xs[0], slope)
+    return F.leaky_relu_(xs[0], slope) if _inplace(step) and rule is default_leaky_rule else rule(xs[0], slope)
+
+
+def _code_leaky_relu(step: Step, args: list[str]) -> str:
+    assert isinstance(step.op, LeakyReLU), "the leaky_relu entry gets leaky_relu steps"
+    return f"self.leaky_rule({args[0]}, {step.op.slope!r})"
 
 
 def _run_global_avg_pool(model, step, xs):
@@ -120,9 +131,16 @@ def _run_softmax(model, step, xs):
 
 def _run_add(model, step, xs):
     out = xs[0]
-    for x in xs[1:]:  # left to right, as `a + b + c` in the generated code
-        out = out + x
+    for i, x in enumerate(xs[1:]):  # left to right, as `a + b + c` in the generated code
+        # The first sum may overwrite the first operand when nothing else reads it (see _run_relu);
+        # later sums overwrite the partial sum, which is ours.
+        out = out.add_(x) if i > 0 or _inplace(step) else out + x
     return out
+
+
+def _inplace(step) -> bool:
+    """Whether the forward plan lets this step overwrite its first input (`Step.inplace`)."""
+    return getattr(step, "inplace", False)
 
 
 def _run_concat(model, step, xs):
@@ -130,18 +148,22 @@ def _run_concat(model, step, xs):
 
 
 TORCH_OPS: dict[str, TorchOp] = {
-    "conv": TorchOp(_conv_module, run_module, code_module),
-    "max_pool": TorchOp(_max_pool_module, run_module, code_module),
-    "avg_pool": TorchOp(_avg_pool_module, run_module, code_module),
+    "conv": TorchOp(_conv_module, run_module, code_module, fresh_output=True),
+    "max_pool": TorchOp(_max_pool_module, run_module, code_module, fresh_output=True),
+    "avg_pool": TorchOp(_avg_pool_module, run_module, code_module, fresh_output=True),
     "global_avg_pool": TorchOp(no_module, _run_global_avg_pool, lambda step, a: f"{a[0]}.mean(dim=(2, 3))"),
     "dropout": TorchOp(_dropout_module, run_module, code_module),
     "relu": TorchOp(no_module, _run_relu, lambda step, a: f"self.relu_rule({a[0]})"),
-    "leaky_relu": TorchOp(no_module, _run_leaky_relu, lambda step, a: f"self.leaky_rule({a[0]}, {step.op.slope!r})"),
+    "leaky_relu": TorchOp(no_module, _run_leaky_relu, _code_leaky_relu),
     "prelu": TorchOp(_prelu_module, run_module, code_module),
-    "batch_norm": TorchOp(_batch_norm_module, run_module, code_module),
+    "batch_norm": TorchOp(_batch_norm_module, run_module, code_module, fresh_output=True),
     "flatten": TorchOp(no_module, _run_flatten, lambda step, a: f"torch.flatten({a[0]}, 1)"),
-    "linear": TorchOp(_linear_module, run_module, code_module),
+    "linear": TorchOp(_linear_module, run_module, code_module, fresh_output=True),
     "softmax": TorchOp(no_module, _run_softmax, lambda step, a: f"torch.softmax({a[0]}, dim=1)"),
-    "add": TorchOp(no_module, _run_add, lambda step, a: " + ".join(a)),
-    "concat": TorchOp(no_module, _run_concat, lambda step, a: f"torch.cat([{', '.join(a)}], dim=1)"),
+    "add": TorchOp(no_module, _run_add, lambda step, a: " + ".join(a), fresh_output=True),
+    "concat": TorchOp(no_module, _run_concat, lambda step, a: f"torch.cat([{', '.join(a)}], dim=1)", fresh_output=True),
+    **POOLING_TORCH_OPS,
+    **NORM_TORCH_OPS,
+    **ACTIVATION_TORCH_OPS,
+    **STRUCTURE_TORCH_OPS,
 }

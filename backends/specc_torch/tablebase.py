@@ -20,18 +20,24 @@ from specc.ops import LayerOp, Shape
 
 @dataclass(frozen=True)
 class ModuleSpec:
-    """A torch.nn constructor call: `nn.<cls>(*args, **kwargs)`; kwargs hold non-defaults only."""
+    """A torch.nn constructor call: `nn.<cls>(*args, **kwargs)`; kwargs hold non-defaults only.
+
+    Where torch.nn has no module for a layer, `helper` is a small nn.Module class of specc's
+    own (named `cls`, using nothing but torch): it is called instead (`<cls>(...)`), and the
+    code generator copies its source into the generated file, so both still agree."""
 
     cls: str
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
+    helper: type[nn.Module] | None = None
 
     def make(self) -> nn.Module:
-        return getattr(nn, self.cls)(*self.args, **self.kwargs)
+        factory = getattr(nn, self.cls) if self.helper is None else self.helper
+        return factory(*self.args, **self.kwargs)
 
     def source(self) -> str:
         parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
-        return f"nn.{self.cls}({', '.join(parts)})"
+        return f"{'nn.' if self.helper is None else ''}{self.cls}({', '.join(parts)})"
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,13 @@ class TorchOp:
     run: Callable[[nn.Module, Step, list[torch.Tensor]], torch.Tensor]
     # (step, input expressions) -> output expression; `self` is the generated module
     code: Callable[[Step, list[str]], str]
+    # functions of specc's own (torch only) that `code` calls by name; the code generator
+    # copies their source into the generated file
+    helpers: tuple[Callable, ...] = ()
+    # `run` returns a new tensor that its backward never reads, so the step that reads it last
+    # may overwrite it in place (a ReLU after a conv or a batch_norm, a residual add), as
+    # hand-written networks do with `inplace=True`
+    fresh_output: bool = False
 
 
 def square(pair: tuple[int, int]) -> int | tuple[int, int]:
@@ -67,7 +80,9 @@ def default_leaky_rule(x: torch.Tensor, slope: float) -> torch.Tensor:
 
 # -- layers that own a submodule ----------------------------------------------------------
 def run_module(model: nn.Module, step: Step, xs: list[torch.Tensor]) -> torch.Tensor:
-    return model._modules[step.layer](xs[0])
+    module = model._modules[step.layer]
+    assert module is not None, f"layer {step.layer} has a submodule"  # `_modules` may hold None in general
+    return module(xs[0])
 
 
 def code_module(step: Step, args: list[str]) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeGuard
 
 import torch
 from torch import nn
@@ -34,12 +35,16 @@ from specc_viz.replay import forward_values, replay
 from specc_viz.rules import backward_rules, check_method
 from specc_viz.units import Channel, Position, Unit, as_unit, check_unit, make_seeds, resolve_seed
 
+if TYPE_CHECKING:
+    from specc_torch.module import SpeccModule
+
 ENGINES = ("auto", "replay", "autograd")
 DEFAULT_MAX_ROWS = 128  # seeds per backward pass: bounds memory (rows x the widest layer)
 DEFAULT_BATCH = 64  # images per forward pass
 
 
-def is_specc_module(model: nn.Module) -> bool:
+def is_specc_module(model: nn.Module) -> TypeGuard[SpeccModule]:
+    """A SpeccModule, told by its attributes (nothing here imports specc_torch at run time)."""
     return all(hasattr(model, a) for a in ("graph", "steps", "shapes", "output_name"))
 
 
@@ -74,6 +79,7 @@ def resolve_layer(model: nn.Module, layer: str | None) -> str | None:
 
 def layer_shape(model: nn.Module, layer: str | None, inputs: torch.Tensor) -> tuple[int, ...]:
     if layer is not None:
+        assert is_specc_module(model), "resolve_layer gives a layer name on a SpeccModule only"
         if layer not in model.shapes:
             raise ValueError(f"no layer '{layer}' in spec '{model.graph.name}'")
         return tuple(model.shapes[layer])
@@ -128,6 +134,7 @@ def explain(
     for start in range(0, len(inputs), batch_size):
         batch = inputs[start : start + batch_size]
         if engine == "replay":
+            assert layer is not None, "resolve_layer names the output layer of a SpeccModule"
             rows = [(b, u) for b in range(len(batch)) for u in unit_list]
             maps = explain_rows(model, batch, layer, rows, method, seed=seed, max_rows=max_rows)
             outputs.append(maps.view(len(batch), len(unit_list), *maps.shape[1:]))

@@ -59,6 +59,8 @@ def image_figure(
         for unit in units:
             check_unit(unit, shape, layer)
         per_image = [list(units) for _ in range(len(pixels))]
+    elif top_units is None:
+        raise ValueError("image_figure: give the units to show, or top_units to show each image's most active")
     else:
         with torch.no_grad(), inference_state(model):
             activation = model(inputs, stop_at=layer)[0]

@@ -52,7 +52,8 @@ def geometry(graph: Graph) -> dict[str, tuple[Axis, Axis]]:
         for axis, (k, s, pad) in enumerate(((kh, sh, ph), (kw, sw, pw))):
             start = min(geo[src][axis][0] for src in node.inputs)
             end = max(geo[src][axis][1] for src in node.inputs)
-            jump = max(geo[src][axis][2] for src in node.inputs)
+            maps = [src for src in node.inputs if len(shapes[src]) == 3] or list(node.inputs)
+            jump = max(geo[src][axis][2] for src in maps)  # a flat gate's jump is not a spacing
             axes.append((start - pad * jump, end + (k - 1 - pad) * jump, jump * s))
         geo[node.name] = (axes[0], axes[1])
     return geo

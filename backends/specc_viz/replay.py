@@ -26,9 +26,11 @@ import torch.nn.functional as F
 from specc.backward import run_backward, values_read
 from specc.ir import INPUT
 from specc.lowering import Step
+from specc.ops_pooling import padded_windows
 
 _threshold_backward = torch.ops.aten.threshold_backward
 _leaky_relu_backward = torch.ops.aten.leaky_relu_backward
+_RELATIONS = {">": torch.gt, ">=": torch.ge, "<": torch.lt, "<=": torch.le}
 
 
 class TorchOps:
@@ -169,6 +171,73 @@ class TorchGrad(TorchOps):
 
     def split_channels(self, g, sizes: Sequence[int], where: str):
         return list(torch.split(g, list(sizes), dim=1))
+
+    # -- generic primitives (added with the pooling and normalisation families) ------------
+    def reduce_mean(self, x, axes: Sequence[int], where: str):
+        return x.mean(dim=tuple(axes), keepdim=True)
+
+    def reduce_sum(self, x, axes: Sequence[int], where: str):
+        return x.sum(dim=tuple(axes), keepdim=True)
+
+    def pow(self, x, exponent: float, where: str):
+        return x.pow(exponent)
+
+    def sign(self, x, where: str):
+        return torch.sign(x)
+
+    def unpool_windows(self, g, source: str, windows, where: str, magnitude: bool = False):
+        # The switches come from the forward batch (one row per image), then go to the seeds'
+        # rows, as for max pooling; argmax returns the first maximum, as the pooling kernels do.
+        forward = self.values[source]  # (B, C, *map)
+        x = forward.flatten(2).abs() if magnitude else forward.flatten(2)  # (B, C, N positions)
+        table = torch.tensor(padded_windows([list(w) for w in windows]), device=x.device)  # (P, K)
+        first = x[:, :, table].argmax(dim=3)  # (B, C, P): the switch's place in its window
+        cells, width = table.shape
+        switches = table.flatten()[first + torch.arange(cells, device=x.device) * width]
+        switches = self.gather(switches)  # (R, C, P)
+        out = torch.zeros((len(g), *x.shape[1:]), dtype=g.dtype, device=g.device)
+        out.scatter_add_(2, switches, g.reshape(len(g), x.shape[1], cells))
+        return out.view(len(g), *forward.shape[1:])
+
+    # -- generic primitives (added with the activation family) ------------------------------
+    def exp(self, x, where: str):
+        return torch.exp(x)
+
+    def tanh(self, x, where: str):
+        return torch.tanh(x)
+
+    def sigmoid(self, x, where: str):
+        return torch.sigmoid(x)
+
+    def erf(self, x, where: str):
+        return torch.erf(x)
+
+    def softplus(self, x, where: str):
+        return F.softplus(x)
+
+    def affine(self, x, scale: float, shift: float, where: str):
+        return x * scale + shift
+
+    def compare(self, x, relation: str, value: float, where: str):
+        return _RELATIONS[relation](x, value)
+
+    def select(self, mask, a, b, where: str):
+        return torch.where(mask, a, b)
+
+    def clip_mask(self, g, x, low: float, high: float, where: str):
+        return torch.where((x > low) & (x < high), g, 0.0)
+
+    # -- generic primitives (added with the structure family) -------------------------------
+    def conv(self, x, w, *, stride, pads, groups, dilation, where: str):
+        top, left, bottom, right = pads
+        if (top, left) != (bottom, right):  # asymmetric: pad first, as ONNX's Conv does
+            x, top, left = F.pad(x, (left, right, top, bottom)), 0, 0
+        return F.conv2d(x, w, None, stride, (top, left), dilation, groups)
+
+    def slice_axes(self, x, axes: Sequence[int], starts: Sequence[int], ends: Sequence[int], where: str):
+        for axis, start, end in zip(axes, starts, ends):
+            x = x.narrow(axis, start, end - start)
+        return x
 
 
 def replay(model, values: dict[str, torch.Tensor], layer: str, seeds: torch.Tensor, rows: torch.Tensor, method: str):

@@ -133,9 +133,10 @@ class BackwardRulePass:
         saved = {name: model.__dict__[name] for name in _SEAM if name in model.__dict__}
         try:
             # Plain instance attributes shadow the class's staticmethods; nn.Module's
-            # __setattr__ stores a function (not a Module or Parameter) in __dict__.
-            model.relu_rule = relu
-            model.leaky_rule = leaky
+            # __setattr__ stores a function (not a Module or Parameter) in __dict__. (torch
+            # annotates that `value` as `Tensor | Module` only, hence the two ignores.)
+            model.relu_rule = relu  # pyright: ignore[reportArgumentType]
+            model.leaky_rule = leaky  # pyright: ignore[reportArgumentType]
             yield model
         finally:
             for name in _SEAM:

@@ -117,7 +117,7 @@ def reconstruct_top(
         per_channel: dict[int, list[TopMap]] = {c: [] for c in channels}
         for (c, r), unit, m in zip(pairs, units, maps):
             image = int(top.images[c, r])
-            position = (unit.y, unit.x) if spatial else None
+            position = (unit.y, unit.x) if isinstance(unit, Position) else None  # Positions where spatial
             box = receptive_box(model.graph, top.layer, *(position or (0, 0)))
             if not spatial:  # a flat layer sees the whole image
                 box = Box(0, m.shape[1], 0, m.shape[2])

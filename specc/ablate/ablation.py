@@ -24,6 +24,7 @@ from specc.errors import UserError
 from specc.fileio import write_text
 from specc.frontend import check
 from specc.ir import Graph
+from specc.outputs import require_classifier
 from specc.shapes import DEFAULT_MAX_ACTIVATION_BYTES, DEFAULT_MAX_PARAMS
 from specc.train.config import TrainConfig, recipe_of
 from specc.train.inputs import check_fits, dataset_name
@@ -77,6 +78,7 @@ def prepare(spec, settings: Settings) -> Ablation:
         max_params=settings.max_params,
         max_activation_bytes=settings.max_activation_bytes,
     ).graph
+    require_classifier(graph, "specc ablate")
     graph, prepared = _apply_preset(graph, chosen, budgets)
     cfg = _recipe(graph, settings)
     variants = derive(graph.replace(train=None), settings.variants, **budgets)

@@ -7,6 +7,7 @@ import sys
 from specc.api import check
 from specc.commands.common import add_command, add_spec_options, check_kwargs
 from specc.errors import SpecError, UserError
+from specc.outputs import describe_outputs
 
 
 def register(sub) -> None:
@@ -48,7 +49,7 @@ def run(args) -> int:
             name = "<stdin>" if spec == "-" else spec
             print(
                 f"{name}: ok — {result.graph.name}, {r.total_params:,} parameters,"
-                f" {len(result.graph.nodes)} layers, output {result.graph.classes} classes"
+                f" {len(result.graph.nodes)} layers, {describe_outputs(r)}"
                 + (f", {len(result.warnings)} warning(s)" if result.warnings else "")
             )
     return 2 if failed else 0

@@ -6,11 +6,14 @@ import sys
 from pathlib import Path
 
 from specc.api import check
-from specc.checkpoint_io import CHECKPOINT_FORMAT, read_checkpoint
+from specc.checkpoint_io import CHECKPOINT_FORMAT, read_checkpoint, read_state_dict
 from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
 from specc.commands.explain_options import add_explain_arguments, explain_onnx_bytes, explain_path
 from specc.errors import UserError
 from specc.fileio import write_files
+from specc.ir import Graph
+from specc.outputs import output_mode_problem
+from specc.spec import load_graph_text
 from specc.summary import human_bytes, render
 
 TARGETS = ("torch", "onnx", "all")
@@ -24,6 +27,7 @@ def register(sub) -> None:
         """
 specc compile specs/allcnn_c.yaml
 specc compile specs/allcnn_c.yaml --weights runs/allcnn_c/best.pt -o dist --force
+specc compile --weights runs/allcnn_c/best.pt          # the spec the checkpoint records
 specc compile specs/allcnn_c.yaml --target onnx --batch 1 --output probs --opset 18
 specc transform specs/model_c.yaml --replace-pooling conv | specc compile - --target torch
 """,
@@ -43,7 +47,12 @@ specc transform specs/model_c.yaml --replace-pooling conv | specc compile - --ta
     source.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size")
-    p.add_argument("--output", choices=("logits", "probs"), default="logits", help="what the model returns")
+    p.add_argument(
+        "--output",
+        choices=("logits", "probs"),
+        default="logits",
+        help="what a classifier returns (a spec without classes or with several outputs returns its output layers)",
+    )
     p.add_argument("--no-fold", dest="fold", action="store_false", help="keep batch_norm as its own ONNX node")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     add_explain_arguments(p)
@@ -52,10 +61,14 @@ specc transform specs/model_c.yaml --replace-pooling conv | specc compile - --ta
 
 def run(args) -> int:
     batch = _parse_batch(args.batch)
-    result = check(spec_source(args.spec), args.overrides, **check_kwargs(args))
+    source = _checkpoint_spec(args) if args.spec is None and args.weights else spec_source(args.spec)
+    result = check(source, args.overrides, **check_kwargs(args))
     for d in result.warnings:
         print(d.format(), file=sys.stderr)
     graph = result.graph
+    problem = output_mode_problem(graph, args.output) if not args.explain else None
+    if problem:
+        raise UserError(f"--output {args.output}: {problem}")
     out_dir = Path(args.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"-o {out_dir}: exists and is not a folder")
@@ -88,6 +101,14 @@ def run(args) -> int:
     for path, size in sizes.items():
         print(f"  {path}  ({human_bytes(size)})")
     return 0
+
+
+def _checkpoint_spec(args) -> Graph:
+    """`--weights CKPT` without SPEC: the spec the checkpoint records, as `specc eval` takes it."""
+    container, _ = read_state_dict(args.weights)  # checks every field of a specc checkpoint
+    if not container or not isinstance(container.get("spec"), str):
+        raise UserError(f"{args.weights}: a plain state_dict records no spec — name the SPEC it was trained for")
+    return load_graph_text(container["spec"], f"{args.weights} (spec)", args.overrides)
 
 
 def _parse_batch(value: str) -> str | int:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 from specc.api import check
-from specc.checkpoint_io import read_checkpoint
-from specc.commands.common import add_command, add_spec_options, check_kwargs
+from specc.checkpoint_io import read_state_dict
+from specc.commands.common import add_command, add_spec_options, check_kwargs, positive_int
 from specc.errors import UserError
 from specc.ir import Graph
+from specc.outputs import require_classifier
 from specc.spec import load_graph_text
 
 EXAMPLES = """
@@ -34,8 +36,14 @@ def register(sub) -> None:
     p.add_argument("--weights", required=True, metavar="CKPT", help="a checkpoint or state_dict (.pt)")
     p.add_argument("--data", metavar="DATASET", help="the dataset (default: the one the run trained on)")
     p.add_argument("--data-dir", metavar="DIR", help="where the dataset's files are")
-    p.add_argument("--split", choices=("test", "train"), default="test", help="which split (default test)")
-    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per forward pass")
+    p.add_argument(
+        "--split",
+        choices=("test", "val", "train"),
+        default="test",
+        help="which split (default test); val: the part of the training set the run held out (val_split),"
+        " train: the rest",
+    )
+    p.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="images per forward pass")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
@@ -46,32 +54,38 @@ def run(args) -> int:
 
     from specc.preprocessing import Preprocessing
     from specc.train.config import TrainConfig
-    from specc.train.data import fit_preprocessing, load_dataset, torch_preprocess
+    from specc.train.data import fit_preprocessing, torch_preprocess
     from specc.train.distributed import World
     from specc.train.evaluate import evaluate
-    from specc.train.inputs import check_fits, dataset_name, dataset_options
+    from specc.train.inputs import check_fits, dataset_name, load_split
     from specc.train.setup import pick_device
     from specc_torch import build
     from specc_torch.weights import load_weights
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: expected a positive integer")
-    payload = read_checkpoint(args.weights)
-    saved = payload if isinstance(payload, dict) and "format" in payload else {}
+    container, _ = read_state_dict(args.weights)  # checks every field of a specc checkpoint
+    saved = container or {}
     graph = _graph(args, saved)
+    classes = require_classifier(graph, "specc eval")
     state = load_weights(args.weights, graph)  # refuses another architecture, naming both specs
     recipe = {**(saved.get("config") or {}), **(graph.train or {})}
     cfg = TrainConfig.model_validate(recipe).model_copy(
         update={k: v for k, v in (("dataset", args.data), ("data_dir", args.data_dir)) if v is not None}
     )
     check_fits(graph, cfg)
-    size = graph.input_shape[1:]
-    data = load_dataset(dataset_name(cfg), cfg.data_dir, args.split, image_size=size, **dataset_options(graph, cfg))
+    data = load_split(graph, cfg, args.split)  # train and val: the run's own division
+    recorded = (saved.get("data") or {}).get(args.split)
+    if recorded and recorded != data.fingerprint():
+        print(
+            f"note: these {args.split} images differ from the ones the run recorded (fingerprint {recorded},"
+            f" now {data.fingerprint()}): other files or another dataset",
+            file=sys.stderr,
+        )
     if saved.get("preprocessing") is not None:
         preprocessing = Preprocessing.from_dict(saved["preprocessing"])
-    else:  # a plain state_dict records none: fit the recipe's on the training split, as training did
-        train = load_dataset(dataset_name(cfg), cfg.data_dir, "train", image_size=size, **dataset_options(graph, cfg))
-        preprocessing = fit_preprocessing(cfg.preprocessing, train.images)
+    else:  # a plain state_dict records none: fit the recipe's on the training part, as training did
+        preprocessing = fit_preprocessing(cfg.preprocessing, load_split(graph, cfg, "train").images)
     device = pick_device(args.device, World())
     model = build(graph, output="logits")
     model.load_state_dict(state)
@@ -81,7 +95,7 @@ def run(args) -> int:
         torch.from_numpy(data.images).to(device),
         torch.from_numpy(data.labels).to(device),
         torch_preprocess(preprocessing, device),
-        classes=graph.classes,
+        classes=classes,
         batch_size=args.batch_size,
     )
     labels = list(graph.labels) if graph.labels is not None else list(saved.get("labels") or data.label_names)
@@ -117,7 +131,7 @@ def _report(graph: Graph, args, dataset: str, labels: list[str], result) -> dict
                 "images": int(totals[i]),
                 "accuracy": None if math.isnan(per_class[i]) else float(per_class[i]),
             }
-            for i in range(graph.classes)
+            for i in range(len(per_class))
         ],
         "labels": labels,
         "confusion": result.confusion.tolist(),

@@ -51,12 +51,18 @@ def run(args) -> int:
     import numpy as np
 
     meta = read_metadata(args.model)  # one clear line for a corrupt or non-specc file
+    if meta.classes is None:
+        raise UserError(
+            f"{args.model}: predict ranks class scores, but spec '{meta.name}' has no classes"
+            " — add 'classes: N' to the spec (its last layer giving N scores) and compile it again"
+        )
     pixels = np.stack([load_image(path, meta.input_shape) for path in args.images])  # (N, C, H, W), 0..255
     batch = preprocess(pixels, meta.preprocessing)
     session = make_session(args.model)
     inputs = session.get_inputs()[0]
     fixed = inputs.shape[0] if isinstance(inputs.shape[0], int) else None
-    scores = _run(session, inputs.name, batch, fixed)
+    scores_name = session.get_outputs()[-1].name  # the class scores come last (`classes:` applies to it)
+    scores = _run(session, inputs.name, scores_name, batch, fixed)
     probs = scores if meta.output == "probs" else softmax(scores)
     k = min(args.top_k, probs.shape[1])
     results = []
@@ -113,15 +119,15 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _run(session, name: str, batch: np.ndarray, fixed: int | None) -> np.ndarray:
+def _run(session, name: str, output: str, batch: np.ndarray, fixed: int | None) -> np.ndarray:
     """Run in chunks of the model's fixed batch size (padding the last), or all at once."""
     import numpy as np
 
     if fixed is None:
-        return session.run(None, {name: batch})[0]
+        return session.run([output], {name: batch})[0]
     out = []
     for start in range(0, len(batch), fixed):
         chunk = batch[start : start + fixed]
         padded = np.concatenate([chunk, np.zeros((fixed - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        out.append(session.run(None, {name: padded})[0][: len(chunk)])
+        out.append(session.run([output], {name: padded})[0][: len(chunk)])
     return np.concatenate(out)

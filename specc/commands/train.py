@@ -8,16 +8,19 @@ Ctrl-C / SIGTERM (a checkpoint was written: continue with --resume).
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from specc.api import check
-from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
+from specc.commands.common import add_command, add_spec_options, positive_int, positive_number, spec_source
+from specc.commands.train_options import fraction, load_spec, whole_number
 from specc.emit import spec_hash
 from specc.errors import UserError
 from specc.ir import Graph
+from specc.outputs import require_classifier
 from specc.spec import load_graph_text
 from specc.train.config import flag_overrides, recipe_of
+from specc.train.launch import note_run_dir
+from specc.train.rundir import check_new_run_dir, check_own_run_dir
 
 EXAMPLES = """
 specc train specs/allcnn_c_fmnist.yaml
@@ -26,6 +29,7 @@ specc train specs/allcnn_c.yaml --data cifar10 --data-dir DIR --lr 0.05 --set tr
 specc train specs/allcnn_c.yaml --data cifar10 --data-dir DIR --set train.preprocessing=gcn_zca \\
     --set train.augment.flip=true --set train.augment.translate=2
 specc train --resume runs/allcnn_c
+specc train specs/allcnn_c_fmnist.yaml --epochs 1 --limit-batches 5 --out /tmp/smoke   # a smoke test
 specc train specs/allcnn_c.yaml --data cifar10 --data-dir DIR --nproc 2
 torchrun --nproc-per-node 4 -m specc train specs/allcnn_c.yaml --data cifar10 --data-dir DIR --device cuda
 """
@@ -34,10 +38,11 @@ DESCRIPTION = """\
 Train a spec. The recipe is the spec's `train:` section (validated with the spec), whose
 defaults are the All-CNN paper's: SGD, momentum 0.9, weight decay 0.001, lr 0.01, x0.1 at
 epochs 200/250/300, 350 epochs. Every flag overrides the spec (`--lr 0.05` is `--set
-train.lr=0.05`). RUN_DIR (default runs/<spec name>) receives config.yaml, last.pt (every
-epoch, and on Ctrl-C/SIGTERM), best.pt, metrics.jsonl, metrics.csv and curves.png.
-Exit status: 0 done, 2 a problem to fix (spec, flags, data, a diverged loss), 130/143
-interrupted (continue with --resume RUN_DIR)."""
+train.lr=0.05`). RUN_DIR (default runs/<spec name>; a new run starts only in a new or empty
+folder) receives config.yaml, last.pt (every epoch, on Ctrl-C/SIGTERM and at --max-steps),
+best.pt, metrics.jsonl, metrics.csv and curves.png. Exit status: 0 done, 2 a problem to fix
+(spec, flags, data, a diverged loss, a process of --nproc that died), 130/143 interrupted
+(continue with --resume RUN_DIR)."""
 
 
 def register(sub) -> None:
@@ -46,18 +51,22 @@ def register(sub) -> None:
     data = p.add_argument_group("data")
     data.add_argument("--data", metavar="DATASET", help="cifar10, cifar100, fashion-mnist, mnist, folder, synthetic")
     data.add_argument("--data-dir", metavar="DIR", help="where the dataset's files are")
-    data.add_argument("--val-split", type=float, metavar="F", help="hold out this fraction of the training set")
+    data.add_argument("--val-split", type=fraction, metavar="F", help="hold out this fraction of the training set")
     recipe = p.add_argument_group("recipe (each overrides the spec's train: section)")
-    recipe.add_argument("--epochs", type=int, metavar="N")
-    recipe.add_argument("--lr", type=float, metavar="X", help="learning rate")
-    recipe.add_argument("--batch-size", type=int, metavar="N", help="images per step over all processes")
-    recipe.add_argument("--seed", type=int, metavar="N")
+    recipe.add_argument("--epochs", type=positive_int, metavar="N")
+    recipe.add_argument("--lr", type=positive_number, metavar="X", help="learning rate")
+    recipe.add_argument("--batch-size", type=positive_int, metavar="N", help="images per step over all processes")
+    recipe.add_argument("--seed", type=whole_number, metavar="N")
     run = p.add_argument_group("execution")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"))
     run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="bf16/fp16 train under autocast")
     run.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    run.add_argument("--threads", type=int, metavar="N", help="CPU threads per process (default: all cores)")
-    run.add_argument("--nproc", type=int, metavar="N", help="train with N processes on this machine (torchrun)")
+    run.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads per process (default: all cores)")
+    run.add_argument("--nproc", type=positive_int, metavar="N", help="train with N processes on this machine")
+    run.add_argument("--max-steps", type=positive_int, metavar="N", help="stop after N steps in all (resumable)")
+    run.add_argument(
+        "--limit-batches", type=positive_int, metavar="N", help="train on the first N batches of each epoch only"
+    )
     run.add_argument("--out", metavar="RUN_DIR", help="the run directory (default runs/<spec name>)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
     run.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
@@ -68,21 +77,20 @@ def run_command(args) -> int:
     if args.nproc is not None and "LOCAL_RANK" not in os.environ:
         if args.spec == "-" or (args.spec is None and not args.resume):
             raise UserError("--nproc needs a spec file (the processes cannot share stdin)")
-        from specc.train.distributed import launch
+        from specc.train.launch import launch
 
         return launch(args.nproc, _forward(args))
-    try:
-        return _train(args)
-    except UserError:
-        if os.environ.get("RANK", "0") != "0":
-            return 2  # every rank hits the same error; rank 0 reports it
-        raise
+    from specc.train.launch import in_distributed_job, run_worker
+
+    if in_distributed_job():
+        run_worker(lambda: _train(args))  # reports its errors once for the job, then ends the process
+    return _train(args)
 
 
 def _train(args) -> int:
     flags = flag_overrides(vars(args))
     if args.resume:
-        from specc.train.checkpoint import describe, read_for_resume
+        from specc.train.checkpoint import read_for_resume
 
         path, payload = read_for_resume(args.resume)
         if args.out and Path(args.out).resolve() != path.parent.resolve():
@@ -91,16 +99,13 @@ def _train(args) -> int:
         if args.spec:
             _same_architecture(graph, check(spec_source(args.spec), args.overrides).graph, path, args.spec)
         out, resume = path.parent, (path, payload)
-        if os.environ.get("RANK", "0") == "0":
-            print(f"resuming {describe(path, payload)}{_changes(payload['config'], graph.train)}", file=sys.stderr)
+        check_own_run_dir(out)
+        changes = _changes(payload["config"], graph.train)  # the resume line says them
     else:
-        graph = check(spec_source(args.spec), args.overrides + flags, **check_kwargs(args)).graph
-        out, resume = Path(args.out or f"runs/{graph.name}"), None
-        if (out / "last.pt").exists():
-            raise UserError(
-                f"{out} already holds a run (last.pt): continue it with `specc train --resume {out}`,"
-                " or pass --out NEW_DIR"
-            )
+        graph = load_spec(args, flags)
+        require_classifier(graph, "specc train")
+        out, resume, changes = Path(args.out or f"runs/{graph.name}"), None, ""
+        check_new_run_dir(out)  # refuses a folder with anything in it that is not a run of ours
     cfg = recipe_of(graph.train)
     graph = graph.replace(train=cfg.to_dict())  # checkpoints record every setting explicitly
     from specc.train.inputs import check_fits
@@ -108,27 +113,31 @@ def _train(args) -> int:
     check_fits(graph, cfg)  # before importing torch: a wrong dataset fails at once
     from specc.train.loop import Interrupted, RunOptions, train
 
+    note_run_dir(out)
     options = RunOptions(
         out=out,
         resume=resume,
         threads=args.threads,
         command=("specc", "train", *_forward(args)),
+        overrides=tuple(args.overrides + flags),
+        changes=changes,
         progress=not args.no_progress,
+        max_steps=args.max_steps,
+        limit_batches=args.limit_batches,
     )
     try:
         summary = train(graph, cfg, options)
     except Interrupted as exc:
         return exc.code
     if os.environ.get("RANK", "0") == "0":
-        print(_final_line(summary))
+        print(_final_line(summary, args.max_steps))
     return 0
 
 
 def _changes(saved: dict, train: dict | None) -> str:
-    """` with epochs 2 -> 3` when flags changed the saved recipe on resume."""
+    """`epochs 2 -> 3` when flags changed the saved recipe on resume."""
     now = recipe_of(train).to_dict()
-    changed = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in now.items() if saved.get(k) != v]
-    return f" with {', '.join(changed)}" if changed else ""
+    return ", ".join(f"{k} {saved.get(k)!r} -> {v!r}" for k, v in now.items() if saved.get(k) != v)
 
 
 def _same_architecture(trained: Graph, given: Graph, path: Path, source: str) -> None:
@@ -139,8 +148,14 @@ def _same_architecture(trained: Graph, given: Graph, path: Path, source: str) ->
         )
 
 
-def _final_line(summary: dict) -> str:
+def _final_line(summary: dict, max_steps: int | None = None) -> str:
     last, best = summary["last"], summary["best"]
+    if summary.get("stopped"):
+        run_dir = summary["run_dir"]
+        return (
+            f"stopped: --max-steps {max_steps} reached {summary['stopped']}; checkpoint {run_dir}/last.pt"
+            f" — continue with `specc train --resume {run_dir}`"
+        )
     if not last:
         return f"done: nothing to train ({summary['epochs']} epochs already done) — {summary['run_dir']}"
     split = "val" if "val_acc" in last else "test"
@@ -174,6 +189,8 @@ def _forward(args) -> list[str]:
         ("--device", args.device),
         ("--precision", args.precision),
         ("--threads", args.threads),
+        ("--max-steps", args.max_steps),
+        ("--limit-batches", args.limit_batches),
         ("--out", args.out),
         ("--resume", args.resume),
     )

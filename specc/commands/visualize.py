@@ -15,6 +15,7 @@ from specc.checkpoint_io import CHECKPOINT_FORMAT, read_checkpoint
 from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
 from specc.errors import UserError, did_you_mean
 from specc.fileio import write_text
+from specc.outputs import require_classifier
 
 DEFAULT_UNITS = 8
 DEFAULT_TOP_K = 9
@@ -36,7 +37,8 @@ specc visualize specs/model_c.yaml --weights best.pt --layer conv1 --no-image --
             "Reconstruct what units of one layer see (section 3.4 of The All Convolutional Net). Every"
             " ReLU of the network gets the method's backward rule: backprop (saliency), deconvnet"
             " (Zeiler & Fergus; max-pooling routes through the switches of the forward pass) or guided"
-            " backpropagation. Units are channels (--unit C), positions (--unit C,Y,X), classes"
+            " backpropagation; every other activation (sigmoid, tanh, relu6, elu, gelu, ...) passes its"
+            " plain gradient under all three methods. Units are channels (--unit C), positions (--unit C,Y,X), classes"
             " (--class K) or an image's most active channels (--top-units N). The start is an image"
             " (--image), the K images of a dataset that most activate each unit, shown beside the"
             " crop under the unit's receptive field (--data --top-k), or a zero input (--no-image)."
@@ -139,6 +141,7 @@ def _check_numbers(args) -> None:
 def _layer(model, args) -> str:
     """The layer name to start from; --class starts from the logits."""
     if args.classes:
+        require_classifier(model.graph, "--class")
         if args.layer and args.layer not in (model.output_name, model.graph.output.name):
             raise UserError(f"--class starts from the logits; --layer {args.layer} is another layer — drop one")
         return model.output_name
@@ -149,6 +152,8 @@ def _layer(model, args) -> str:
             f"--layer {args.layer}: no such layer in '{model.graph.name}'{did_you_mean(args.layer, model.shapes)}"
         )
     if args.layer not in {s.name for s in model.steps}:
+        if not model.graph.is_classifier:
+            raise UserError(f"--layer {args.layer}: feeds none of the network's outputs, so it is never computed")
         raise UserError(f"--layer {args.layer}: not computed when the network returns logits — use --class")
     return args.layer
 
@@ -210,7 +215,7 @@ def _dataset(args, graph):
     from specc.train.data import load_dataset
 
     c, h, w = graph.input_shape
-    options = {"channels": c, "classes": graph.classes} if args.data == "synthetic" else {}
+    options = {"channels": c, "classes": graph.classes or 10} if args.data == "synthetic" else {}
     dataset = load_dataset(args.data, args.data_dir, args.split, image_size=(h, w), **options)
     if dataset.image_shape != graph.input_shape:
         shape = "x".join(map(str, dataset.image_shape))

@@ -12,15 +12,14 @@ The run directory must be on a filesystem every node sees (rank 0 writes it; eve
 reads the checkpoint on `--resume`). NCCL on GPUs, gloo on CPUs. Every rank draws the same
 epoch plan and takes its strided shard (see `specc.train.data.loader`); gradients are
 averaged by DDP, metrics are summed over ranks with `all_reduce`, and only rank 0 prints,
-writes metrics and checkpoints.
+writes metrics and checkpoints. `specc train --nproc N` starts and watches the processes
+itself (`specc.train.launch`).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -88,6 +87,13 @@ def all_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
     return tensor
 
 
+def all_min(tensor: torch.Tensor, world: World) -> torch.Tensor:
+    """The elementwise minimum of `tensor` over all ranks, in place; returns it."""
+    if world.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return tensor
+
+
 def gather(obj, world: World) -> list:
     """`[obj of rank 0, obj of rank 1, ...]` on every rank (small picklable objects only)."""
     if not world.distributed:
@@ -110,40 +116,11 @@ def same_everywhere(model: torch.nn.Module, world: World) -> bool:
     reference = flat.clone()
     dist.broadcast(reference, src=0)
     agree = torch.tensor([float(torch.equal(flat, reference))], device=flat.device)
-    dist.all_reduce(agree, op=dist.ReduceOp.MIN)
-    return bool(agree.item())
+    return bool(all_min(agree, world).item())
 
 
-# -- `specc train --nproc N`: a shortcut for torchrun on this machine -------------------------
 def free_port() -> int:
+    """A TCP port free on loopback right now (for the rendezvous of one machine's processes)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def launch(nproc: int, argv: list[str]) -> int:
-    """Run `torchrun --nproc-per-node nproc -m specc train ARGV` on loopback; its exit code."""
-    if nproc < 1:
-        raise UserError(f"--nproc {nproc}: expected a positive number of processes")
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes",
-        "1",
-        "--nproc-per-node",
-        str(nproc),
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(free_port()),
-        "-m",
-        "specc",
-        "train",
-        *argv,
-    ]
-    env = dict(os.environ)
-    # torchrun sets OMP_NUM_THREADS=1 per process with a warning; sharing the cores evenly
-    # is what we want anyway, and saying so keeps the output quiet.
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    return subprocess.call(command, env=env)

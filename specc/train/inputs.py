@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from specc.errors import UserError
 from specc.ir import Graph
+from specc.outputs import require_classifier
 from specc.preprocessing import Preprocessing
 from specc.train.config import DATASET_NAMES, TrainConfig
 from specc.train.data import ArrayDataset, dataset_info, fit_preprocessing, load_dataset, split_validation
@@ -56,11 +57,13 @@ def dataset_options(graph: Graph, cfg: TrainConfig) -> dict[str, int]:
     """Options for `load_dataset`: synthetic data takes the spec's channels and classes."""
     if cfg.dataset != "synthetic":
         return {}
-    return {"channels": graph.input_shape[0], "classes": graph.classes, **cfg.dataset_options}
+    return {"channels": graph.input_shape[0], "classes": require_classifier(graph, "training"), **cfg.dataset_options}
 
 
 def check_fits(graph: Graph, cfg: TrainConfig) -> None:
-    """Refuse a dataset whose image shape or class count differs from the spec's, naming both."""
+    """Refuse a dataset whose image shape or class count differs from the spec's, naming both
+    (and a spec that is no single-output classifier: training and evaluation need one)."""
+    require_classifier(graph, "training")
     name = dataset_name(cfg)
     channels, classes, size = dataset_info(name, cfg.data_dir, **dataset_options(graph, cfg))
     want_c, want_h, want_w = graph.input_shape
@@ -90,3 +93,19 @@ def load_run_data(graph: Graph, cfg: TrainConfig, preprocessing: dict | None = N
     else:
         fitted = fit_preprocessing(cfg.preprocessing, train.images)
     return RunData(train, val, test, fitted)
+
+
+def load_split(graph: Graph, cfg: TrainConfig, split: str) -> ArrayDataset:
+    """One split as the run with recipe `cfg` saw it: `train` without the held-out part,
+    `val` the held-out part (the same images: `val_split` and `seed` decide them), `test`."""
+    check_fits(graph, cfg)
+    name, size, options = dataset_name(cfg), graph.input_shape[1:], dataset_options(graph, cfg)
+    if split == "test":
+        return load_dataset(name, cfg.data_dir, "test", image_size=size, **options)
+    if split == "val" and cfg.val_split == 0:
+        raise UserError("split 'val': the run held out no validation set (val_split 0) — use the test or train split")
+    train = load_dataset(name, cfg.data_dir, "train", image_size=size, **options)
+    if cfg.val_split == 0:
+        return train
+    train, val = split_validation(train, cfg.val_split, cfg.seed)
+    return val if split == "val" else train

@@ -7,14 +7,18 @@ trains, evaluates, checkpoints and logs.
 Reproducibility: weights come from the spec's seeded initialisation, an epoch's order and
 augmentation are a pure function of (seed, epoch), the learning rate a pure function of
 (epoch, step), and the dropout RNG state is saved with every checkpoint. So a run stopped
-at any point — killed between epochs, or stopped mid-epoch by Ctrl-C/SIGTERM — and resumed
-with `--resume` ends with the same weights, bit for bit on the CPU, as one that never stopped.
+at any point — killed between epochs, or stopped mid-epoch by Ctrl-C/SIGTERM or --max-steps —
+and resumed with `--resume` ends with the same weights, bit for bit on the CPU with the same
+number of threads, as one that never stopped.
+
+The host does not look at the device during a step: loss, accuracy and "was the loss
+finite" are tallied on the device (`specc.train.tally`) and read every SYNC_EVERY steps and
+at the epoch's end, so GPU steps are queued back to back.
 """
 
 from __future__ import annotations
 
-import datetime
-import math
+import itertools
 import signal
 import sys
 import time
@@ -25,19 +29,20 @@ from typing import NoReturn
 import torch
 import torch.nn.functional as F
 
-from specc.checkpoint_io import CHECKPOINT_FORMAT
-from specc.emit import spec_hash, to_dict, to_yaml
+from specc.emit import spec_hash, to_dict
 from specc.errors import UserError
 from specc.ir import Graph
-from specc.train import checkpoint, distributed
+from specc.outputs import require_classifier
+from specc.train import checkpoint, distributed, messages, rundir
 from specc.train.config import TrainConfig
 from specc.train.data import AugmentConfig, TensorLoader, torch_preprocess
-from specc.train.distributed import World, all_sum
+from specc.train.distributed import World
 from specc.train.evaluate import evaluate
 from specc.train.inputs import load_run_data
 from specc.train.metrics import Progress, TensorBoard, epoch_line, write_config, write_metrics
 from specc.train.schedule import describe, lr_at
 from specc.train.setup import StopSignals, autocast_for, configure, make_optimizer, pick_device, rank_seed
+from specc.train.tally import SYNC_EVERY, EpochTally, Snapshot
 
 EXIT_INTERRUPTED: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -62,7 +67,11 @@ class RunOptions:
     resume: tuple[Path, dict] | None = None  # (checkpoint path, payload) to continue from
     threads: int | None = None  # torch CPU threads; None: all cores, shared among processes
     command: tuple[str, ...] = field(default_factory=tuple)  # argv, recorded in config.yaml
+    overrides: tuple[str, ...] = ()  # the --set assignments (flags included), recorded too
+    changes: str = ""  # on resume: what the flags changed, e.g. "epochs 3 -> 4"
     progress: bool = True
+    max_steps: int | None = None  # stop once the run has taken this many steps in all
+    limit_batches: int | None = None  # train on the first N batches of each epoch only
 
 
 # -----------------------------------------------------------------------------------------
@@ -75,6 +84,7 @@ class Trainer:
 
         self.graph, self.cfg, self.options, self.world, self.device = graph, cfg, options, world, device
         self.out = options.out
+        self.classes = require_classifier(graph, "specc train")
         resume_path, resume = options.resume if options.resume else (None, None)
 
         # ---- data: whole splits on the device as uint8; batches are gathered and augmented there
@@ -101,6 +111,8 @@ class Trainer:
             rank=world.rank,
             world_size=world.size,
         )
+        self.limit = checkpoint.batch_limit(options.limit_batches, resume_path, resume)
+        self.steps = min(len(self.loader), self.limit) if self.limit else len(self.loader)  # per epoch
         self.eval_sets = {
             split: (torch.from_numpy(ds.images).to(device), torch.from_numpy(ds.labels).to(device))
             for split, ds in self.data.eval_splits().items()
@@ -115,9 +127,18 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, cfg)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
         self.autocast = autocast_for(cfg.precision, device)
-        self.epoch, self.step, self.partial, self.history, self.best, self.resumes = 0, 0, None, [], None, []
-        if resume:
-            self._restore(resume)
+        self.epoch, self.step, self.global_step, self.partial = 0, 0, 0, None
+        self.history, self.best, self.resumes = [], None, []
+        self.stopped: str | None = None  # where --max-steps stopped the run
+        self.origin = {
+            "command": " ".join(options.command),
+            "overrides": list(options.overrides),
+            "started": rundir.now(),
+        }
+        previous = rundir.read_config(self.out) if resume else None
+        if resume_path and resume:
+            self.origin = rundir.origin_of(previous, resume, self.origin)
+            checkpoint.restore(self, resume_path, resume)
         self.net = self.model
         if world.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -127,25 +148,21 @@ class Trainer:
             self.net = torch.compile(self.net)
         self.tensorboard = TensorBoard(self.out) if world.main else None
         if world.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            write_config(self.out / "config.yaml", self._record())
+            self._prepare_run_dir(previous, resume)
 
-    def _restore(self, payload: dict) -> None:
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        if self.scaler is not None and payload.get("scaler"):
-            self.scaler.load_state_dict(payload["scaler"])
-        self.epoch, self.step = int(payload["epoch"]), int(payload["step"])
-        # Only rank 0 carries the interrupted epoch's sums: they are summed over ranks later.
-        self.partial = payload.get("partial") if self.world.main else None
-        self.history, self.best = list(payload["history"]), payload.get("best")
-        self.resumes = list(payload.get("resumes", [])) + [{"epoch": self.epoch, "step": self.step}]
-        if not checkpoint.restore_rng(payload["rng"], self.world) and self.world.main:
+    def _prepare_run_dir(self, previous: dict | None, resume: dict | None) -> None:
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"--out {self.out}: cannot create the folder ({exc.strerror or exc})") from None
+        removed = rundir.remove_temporary(self.out)
+        if removed:
+            listed = ", ".join(removed)
             print(
-                f"note: the run had {len(payload['rng']['torch'])} processes, this one {self.world.size}:"
-                " training continues, but not bit-identically to an uninterrupted run",
-                file=sys.stderr,
+                f"note: removed {len(removed)} temporary file(s) an interrupted write left: {listed}", file=sys.stderr
             )
+        resumed = rundir.resume_history(previous, resume) + self.resumes[-1:] if resume else []
+        write_config(self.out / rundir.CONFIG, rundir.config_record(self.origin, resumed, self._record()))
 
     # -------------------------------------------------------------------------------------
     # epochs
@@ -157,7 +174,10 @@ class Trainer:
             while self.epoch < cfg.epochs:
                 stats = self.train_epoch(stop, progress)
                 if stats is None:
-                    self._stop(stop.requested)
+                    if self.stopped is None:
+                        self._stop(stop.requested)  # a signal: raises Interrupted
+                    self._save_where_it_stands()  # --max-steps
+                    break
                 self.finish_epoch(stats)
         if not distributed.same_everywhere(self.model, world):
             raise RuntimeError("the processes ended with different weights — DDP lost synchronisation")
@@ -166,47 +186,62 @@ class Trainer:
         return self._summary()
 
     def train_epoch(self, stop: StopSignals, progress: Progress) -> dict | None:
-        """One pass over the training shard from batch `self.step`; None if told to stop."""
-        cfg, loader, world, device = self.cfg, self.loader, self.world, self.device
-        loader.set_epoch(self.epoch)
-        steps = len(loader)
+        """One pass over the training shard from batch `self.step`; None if told to stop (a
+        signal) or out of steps (--max-steps)."""
+        cfg, steps = self.cfg, self.steps
+        self.loader.set_epoch(self.epoch)
         self.net.train()
-        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * n, correct, n
-        seconds = 0.0
-        if self.partial:
-            sums += torch.tensor([self.partial[k] for k in ("loss_sum", "correct", "seen")], dtype=torch.float64)
-            seconds = self.partial["seconds"]
+        tally = EpochTally(self.device, self.partial)
+        seconds = self.partial["seconds"] if self.partial else 0.0
         progress.start(self.epoch + 1, cfg.epochs, steps, self.step)
         started, lr = time.perf_counter(), lr_at(cfg, self.epoch, self.step, steps)
-        for step, (x, y) in enumerate(loader.batches(self.step), start=self.step):
+        batches = itertools.islice(self.loader.batches(self.step), steps - self.step)
+        for step, (x, y) in enumerate(batches, start=self.step):
             # A stop is honoured before the step's forward pass draws its dropout masks, so the
-            # checkpoint's RNG state is exactly where this step starts. All ranks must agree.
-            if all_sum(torch.tensor([float(stop.requested)], device=device), world).item():
+            # checkpoint's RNG state is exactly where this step starts. All ranks agree on it.
+            if self._should_stop(stop, tally, step, progress):
                 progress.close()
-                partial = all_sum(sums.clone(), world).tolist()
-                seconds += time.perf_counter() - started
-                self.step = step
-                self.partial = dict(zip(("loss_sum", "correct", "seen"), partial)) | {"seconds": seconds}
+                self._pause(tally, step, seconds + time.perf_counter() - started)
                 return None
             lr = lr_at(cfg, self.epoch, step, steps)
-            loss, logits, finite = self.train_step(x, y, lr)
-            if not finite:
-                progress.close()
-                self._diverged(step, steps, lr, loss.item())
-            sums[0] += loss.double() * len(y)
-            sums[1] += (logits.argmax(dim=1) == y).sum()
-            sums[2] += len(y)
-            if progress.enabled:
-                done = sums.tolist()
-                progress.update(step + 1, int(done[2]), done[0] / done[2], done[1] / done[2])
+            loss, logits = self.train_step(x, y, lr)
+            tally.add(step, loss, logits, y)
+            self.global_step += 1
+            progress.tick(step + 1)
         progress.close()
         seconds += time.perf_counter() - started
-        loss_sum, correct, seen = all_sum(sums, world).tolist()
-        return {"loss": loss_sum / seen, "acc": correct / seen, "images": seen, "seconds": seconds, "lr": lr}
+        summed = tally.sync(self.world)
+        self._check_finite(summed)
+        return {"loss": summed.loss, "acc": summed.accuracy, "images": summed.seen, "seconds": seconds, "lr": lr}
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """One optimisation step on a batch: (loss, logits, finite). When the loss is not
-        finite on some rank, nothing is updated and `finite` is False."""
+    def _should_stop(self, stop: StopSignals, tally: EpochTally, step: int, progress: Progress) -> bool:
+        """Whether to stop before `step`: --max-steps reached, or a signal. The host looks at
+        the device's tally only every SYNC_EVERY steps; a single process reads its own signal
+        flag at every step, several agree on it when they sync."""
+        if self.options.max_steps is not None and self.global_step >= self.options.max_steps:
+            self.stopped = checkpoint.position(self.epoch, step, self.steps)
+            return True
+        if step % SYNC_EVERY == 0:
+            snapshot = tally.sync(self.world, bool(stop.requested))
+            self._check_finite(snapshot)
+            if snapshot.seen:
+                progress.update(step, snapshot.seen, snapshot.loss, snapshot.accuracy)
+            if snapshot.stop:
+                return True
+        return not self.world.distributed and bool(stop.requested)
+
+    def _pause(self, tally: EpochTally, step: int, seconds: float) -> None:
+        """Where the run stands before `step`, for a checkpoint in the middle of the epoch."""
+        summed = tally.sync(self.world)
+        self._check_finite(summed)  # a diverged run is never checkpointed
+        self.step = step
+        sums = {"loss_sum": summed.loss_sum, "correct": summed.correct, "seen": summed.seen, "seconds": seconds}
+        self.partial = sums if step else None
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step on a batch: (loss, logits), both still on the device. A loss
+        that is not finite is not caught here but by the tally at the next sync: the run
+        then stops before anything is written, naming the first bad step."""
         cfg = self.cfg
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -215,9 +250,6 @@ class Trainer:
         with self.autocast():
             logits = self.net(x)  # (B, classes)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-        # Checked before the update, so the weights stay the last good ones; ranks agree.
-        if all_sum((~torch.isfinite(loss.detach())).double().reshape(1), self.world).item():
-            return loss.detach(), logits.detach(), False
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -226,7 +258,7 @@ class Trainer:
         else:
             loss.backward()
             self.optimizer.step()
-        return loss.detach(), logits.detach(), True
+        return loss.detach(), logits.detach()
 
     def finish_epoch(self, stats: dict) -> None:
         """Evaluate, then checkpoint, pick best.pt, write metrics and print the epoch line."""
@@ -239,7 +271,7 @@ class Trainer:
                 images,
                 labels,
                 self.preprocess,
-                classes=self.graph.classes,
+                classes=self.classes,
                 batch_size=cfg.batch_size,
                 world=world,
                 autocast=self.autocast,
@@ -261,7 +293,7 @@ class Trainer:
         improved = self.best is None or row[f"{split}_acc"] > self.best["accuracy"]
         if improved:
             self.best = {"split": split, "accuracy": row[f"{split}_acc"], "epoch": row["epoch"]}
-        payload = self._payload()  # collective (gathers every rank's RNG): all ranks call it
+        payload = checkpoint.payload(self)  # collective (gathers every rank's RNG): all ranks call it
         if world.main:
             checkpoint.save(self.out / checkpoint.LAST, payload)
             if improved:
@@ -270,116 +302,75 @@ class Trainer:
             if self.tensorboard is not None:
                 self.tensorboard.log(row)
             print(epoch_line(row, cfg.epochs), flush=True)
-            if row["epoch"] == 1 and not self.resumes:
-                self._check_dead_start(row)
+            warning = messages.dead_start(row, self.classes) if row["epoch"] == 1 and not self.resumes else None
+            if warning:
+                print(warning, file=sys.stderr)
         distributed.barrier(world)
 
     # -------------------------------------------------------------------------------------
     # checkpoints, faults and reports
-    def _payload(self) -> dict:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "model": checkpoint.model_state(self.model),
-            "spec": to_yaml(self.graph),
-            "spec_hash": spec_hash(self.graph),
-            "preprocessing": self.data.preprocessing.to_dict(),
-            "labels": self.labels,
-            "config": self.cfg.to_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": {
-                "schedule": self.cfg.schedule,
-                "epoch": self.epoch,
-                "step": self.step,
-                "steps_per_epoch": len(self.loader),
-                "lr": lr_at(self.cfg, self.epoch, self.step, len(self.loader)),
-            },
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng": checkpoint.rng_state(self.world),
-            "epoch": self.epoch,
-            "step": self.step,
-            "partial": self.partial,
-            "history": self.history,
-            "best": self.best,
-            "data": self.fingerprints,
-            "resumes": self.resumes,
-            "world_size": self.world.size,
-            "versions": checkpoint.versions(),
-        }
-
     def _stop(self, signum: int) -> NoReturn:
         """Checkpoint where the run stands (mid-epoch) and leave with 130 / 143."""
-        payload = self._payload()
+        payload = checkpoint.payload(self)
         if self.world.main:
             checkpoint.save(self.out / checkpoint.LAST, payload)
-            name = signal.Signals(signum).name
-            print(
-                f"{name}: stopped at epoch {self.epoch + 1}, step {self.step}/{len(self.loader)};"
-                f" checkpoint {self.out / checkpoint.LAST} — continue with `specc train --resume {self.out}`",
-                file=sys.stderr,
-            )
+            # With several processes the signal may have reached another one only.
+            name = signal.Signals(signum).name if signum else "a signal to another process"
+            print(messages.stop_line(name, self.epoch, self.step, self.steps, self.out), file=sys.stderr)
         distributed.barrier(self.world)
-        raise Interrupted(EXIT_INTERRUPTED.get(signum, 130))
+        raise Interrupted(EXIT_INTERRUPTED.get(signum, 143))
 
-    def _diverged(self, step: int, steps: int, lr: float, value: float) -> None:
+    def _save_where_it_stands(self) -> None:
+        """After --max-steps: a checkpoint of the run as it stands (collective)."""
+        payload = checkpoint.payload(self)
+        if self.world.main:
+            checkpoint.save(self.out / checkpoint.LAST, payload)
+        distributed.barrier(self.world)
+
+    def _check_finite(self, summed: Snapshot) -> None:
+        """Stop with TrainingDiverged when some step's loss was NaN/inf (on any rank)."""
+        if summed.first_bad is None:
+            return
         last = self.out / checkpoint.LAST
-        kept = (
-            f"the last good checkpoint {last} (epoch {self.history[-1]['epoch']}) is kept"
-            if self.history and last.exists()
-            else "no checkpoint was written yet"
-        )
-        what = f"{value}" if not math.isfinite(value) else "not finite (on another process)"
-        raise TrainingDiverged(
-            f"epoch {self.epoch + 1}, step {step + 1}/{steps}: the loss is {what} at learning rate {lr:.4g}"
-            f" — training diverged; {kept}. Lower the learning rate (--lr) or add warm-up"
-            " (--set train.warmup_epochs=1)"
-        )
-
-    def _check_dead_start(self, row: dict) -> None:
-        chance = math.log(self.graph.classes)
-        # Logits that are all equal (e.g. all 0 behind a dead ReLU) give exactly ln(classes).
-        stuck = abs(row["train_loss"] - chance) < 0.002 * chance
-        if stuck and row["train_acc"] < 1.2 / self.graph.classes:
-            print(
-                f"warning: epoch 1: the training loss stayed at ln({self.graph.classes}) = {chance:.4f}, chance level"
-                " — the network is not learning. Likely causes: a ReLU on the class scores whose inputs all"
-                " went negative (dead logits; `specc check` warns about it — activation: none on the last"
-                " conv fixes it), weights initialised too small (init: he is the default), or a learning"
-                " rate too high for the start (try --lr 0.01 or --set train.warmup_epochs=2)",
-                file=sys.stderr,
-            )
+        last_good = self.history[-1]["epoch"] if self.history and last.exists() else None
+        lr = lr_at(self.cfg, self.epoch, summed.first_bad, self.steps)
+        text = messages.diverged(self.epoch, summed.first_bad, self.steps, lr, summed.bad_loss, last_good, self.out)
+        raise TrainingDiverged(text)
 
     def _announce(self) -> None:
         if not self.world.main:
             return
         cfg, data = self.cfg, self.data
-        params = sum(p.numel() for p in self.model.parameters())
-        c, h, w = self.graph.input_shape
         sizes = f"{len(data.train)} train" + (f" / {len(data.val)} val" if data.val is not None else "")
         mode = f"{self.device.type} {cfg.precision}" + (" channels_last" if cfg.channels_last else "")
         threads = torch.get_num_threads()
         mode += f", {threads} thread{'s' if threads != 1 else ''}" + (
             f" x {self.world.size} processes" if self.world.distributed else ""
         )
-        start = f"resuming at epoch {self.epoch + 1}" + (f" step {self.step}" if self.step else "")
-        print(
-            f"specc train: {self.graph.name} ({params:,} parameters) on {cfg.dataset}, {c}x{h}x{w}, {self.graph.classes} classes"
+        limits = f", first {self.steps} batches of each" if self.limit else ""
+        limits += f", at most {self.options.max_steps} steps in all" if self.options.max_steps else ""
+        lines = messages.banner(
+            name=self.graph.name,
+            params=sum(p.numel() for p in self.model.parameters()),
+            dataset=cfg.dataset,
+            shape=self.graph.input_shape,
+            classes=self.classes,
+            data_line=f"{sizes} / {len(data.test)} test images, {cfg.preprocessing}, augment {cfg.augment.model_dump()}",
+            recipe_line=f"{describe(cfg)}, batch {cfg.batch_size}, {cfg.epochs} epochs{limits}",
+            mode=mode,
+            out=self.out,
+            resumed_at=checkpoint.position(self.epoch, self.step, self.steps) if self.resumes else None,
         )
-        print(
-            f"  data: {sizes} / {len(data.test)} test images, {cfg.preprocessing}, augment {cfg.augment.model_dump()}"
-        )
-        print(f"  recipe: {describe(cfg)}, batch {cfg.batch_size}, {cfg.epochs} epochs; {mode}")
-        print(f"  run dir: {self.out}" + (f" ({start})" if self.resumes else ""), flush=True)
+        print("\n".join(lines), flush=True)
 
     def _record(self) -> dict:
-        """config.yaml: everything this run used."""
+        """config.yaml after its head (`specc.train.rundir.config_record`): what this run used."""
         return {
-            "command": " ".join(self.options.command),
-            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "resumed": self.resumes,
             "seed": self.cfg.seed,
             "spec_hash": spec_hash(self.graph),
             "spec": to_dict(self.graph),  # its `train:` is the resolved recipe
             "data": {"dataset": self.cfg.dataset, "data_dir": self.cfg.data_dir, **self.data.record()},
+            "limits": {"batches": self.limit, "max_steps": self.options.max_steps},
             "execution": {
                 "device": str(self.device),
                 "threads": torch.get_num_threads(),
@@ -396,6 +387,7 @@ class Trainer:
             "last": last,
             "best": self.best,
             "processes": self.world.size,
+            "stopped": self.stopped,
         }
 
 

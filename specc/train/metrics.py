@@ -37,7 +37,8 @@ COLUMNS = (
 
 
 def write_config(path: Path, record: dict) -> None:
-    """RUN_DIR/config.yaml: everything the run used (spec, recipe, versions, seed, data)."""
+    """RUN_DIR/config.yaml: everything the run used (spec, recipe, versions, seed, data);
+    `record` is `specc.train.rundir.config_record`'s, whose first key marks the folder as a run."""
     write_text(path, yaml.safe_dump(record, sort_keys=False, allow_unicode=True, width=100))
 
 
@@ -129,7 +130,13 @@ class Progress:
         )
         self.started, self.first = time.perf_counter(), done
 
-    def update(self, done: int, images: int, loss: float, accuracy: float) -> None:
+    def tick(self, done: int) -> None:
+        """Batches done so far (known on the host: costs the device nothing)."""
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def update(self, done: int, images: float, loss: float, accuracy: float) -> None:
+        """Loss, accuracy and speed, whenever the loop has synced them to the host."""
         if self.bar is None:
             return
         rate = images / max(time.perf_counter() - self.started, 1e-9)

@@ -46,10 +46,11 @@ class FcToConv(Transform):
             return nothing_to_do(graph, "the network has no linear head — nothing to convert")
         first = dense[0]
         start = graph.node(chain[0].inputs[0]) if chain[0].inputs[0] != INPUT else None
-        why = _why_not(graph, report, start, chain, first)
+        why = _why_not(graph, report, start, chain, first) or _exposed(graph, start, chain, dense[-1])
         if why:
             refusal = located(first, f"cannot convert {first.name}: {why}")
             return finish(graph, [refusal], self.skip_unsupported)
+        assert start is not None, "_why_not refuses a head that starts at the network input"
         work = NodeList(graph)
         for node in dense:
             work.put(_as_conv(graph, node))
@@ -98,6 +99,17 @@ def _why_not(graph: Graph, report: ShapeReport, start: Node | None, chain: list[
     return None
 
 
+def _exposed(graph: Graph, start: Node | None, chain: list[Node], last: Node) -> str | None:
+    """An output listed in `outputs:` whose value the rewrite would change: the vectorizer
+    goes away, and the layers up to the last linear one then hold maps instead of vectors
+    (the last linear one's output moves to the global pooling after it)."""
+    changed = [start, *chain[: chain.index(last)]] if start is not None else []
+    listed = [n.name for n in changed if n is not None and n.name in graph.outputs]
+    if not listed:
+        return None
+    return f"{', '.join(listed)} {'is a network output' if len(listed) == 1 else 'are network outputs'} (outputs:) whose value would change"
+
+
 def _as_conv(graph: Graph, layer: Node) -> Node:
     """The 1x1 convolution of the same name, width and shared settings (bias, activation,
     slope, init) as a head layer with a width."""
@@ -106,5 +118,6 @@ def _as_conv(graph: Graph, layer: Node) -> Node:
     default_padding = graph.defaults.get(CONV, {}).get("padding", "valid")
     padding = default_padding if default_padding in ("same", "valid") else "valid"  # equal for 1x1
     geometry = {"kernel": 1, "stride": 1, "padding": padding, "dilation": 1, "groups": 1}
+    assert Conv.width_field is not None, "conv has a width field (filters)"
     width = {Conv.width_field: params[layer.op.width_field]}
     return new_node(graph, layer.name, CONV, layer, layer.inputs, **(shared | width | geometry))

@@ -55,14 +55,15 @@ def why_not_foldable(graph: Graph, norm: Node) -> str | None:
     if len(readers) != 1:
         others = ", ".join(n.name for n in readers if n.name != norm.name)
         return f"'{source.name}' also feeds {others}"
-    if source.name == graph.output.name:
-        return f"'{source.name}' is the network output"
+    if source.name in graph.output_names:
+        return f"'{source.name}' is {'a network output (outputs:)' if graph.outputs else 'the network output'}"
     return None
 
 
 def plan(graph: Graph) -> FoldPlan:
     """Fold every foldable normalisation, in spec order; the input graph is not touched."""
     nodes = list(graph.nodes)
+    outputs = graph.outputs
     folded: list[tuple[str, str]] = []
     skipped: list[tuple[str, str]] = []
     for name in [n.name for n in graph.nodes if n.op.normalizes]:
@@ -76,8 +77,9 @@ def plan(graph: Graph) -> FoldPlan:
         merged = source.with_params(bias=True)
         nodes = [merged if n.name == name else n for n in nodes if n.name != source.name]
         nodes = [n.replace(inputs=tuple(source.name if i == name else i for i in n.inputs)) for n in nodes]
+        outputs = tuple(source.name if o == name else o for o in outputs)  # it now computes the output
         folded.append((source.name, name))
-    return FoldPlan(graph.with_nodes(nodes), tuple(folded), tuple(skipped))
+    return FoldPlan(graph.with_nodes(nodes).replace(outputs=outputs), tuple(folded), tuple(skipped))
 
 
 @dataclass(frozen=True)

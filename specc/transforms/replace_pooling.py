@@ -19,6 +19,8 @@ from typing import ClassVar, Literal
 
 from specc.errors import UserError
 from specc.ir import INPUT, Graph, Node
+from specc.ops import AvgPool, Conv, MaxPool
+from specc.ops_pooling import LPPool, uniform_window
 from specc.shapes import ShapeReport
 from specc.transforms.base import (
     Rewrite,
@@ -33,8 +35,9 @@ from specc.transforms.base import (
 from specc.transforms.rewrite import NodeList, dims, new_node, out_with_padding, output_or_none, padding_for
 
 Mode = Literal["strided", "conv", "convpool"]
-POOL_TYPES = ("max_pool", "avg_pool")
-POOL_ALIASES = {"max": "max_pool", "avg": "avg_pool", "max_pool": "max_pool", "avg_pool": "avg_pool"}
+FIXED_POOLS = (MaxPool, AvgPool, LPPool)  # the pools with a kernel and a stride, which the rules rewrite
+POOL_TYPES = tuple(cls.kind for cls in FIXED_POOLS)
+POOL_ALIASES = {"max": "max_pool", "avg": "avg_pool", "lp": "lp_pool"} | {t: t for t in POOL_TYPES}
 
 
 def parse_pool_types(text) -> tuple[str, ...]:
@@ -44,7 +47,9 @@ def parse_pool_types(text) -> tuple[str, ...]:
     for item in items:
         key = str(item).strip()
         if key not in POOL_ALIASES:
-            raise UserError(f"--pool-types {text}: unknown pool type '{key}' — expected max, avg or max,avg")
+            raise UserError(
+                f"--pool-types {text}: unknown pool type '{key}' — expected max, avg, lp or a list (max,avg)"
+            )
         out.append(POOL_ALIASES[key])
     return tuple(dict.fromkeys(out))
 
@@ -75,7 +80,7 @@ class ReplacePooling(Transform):
         object.__setattr__(self, "pool_types", parse_pool_types(self.pool_types))
 
     def apply(self, graph: Graph, report: ShapeReport) -> Rewrite:
-        pools = [n for n in graph.nodes if n.type in POOL_TYPES]
+        pools = [n for n in graph.nodes if n.op.pooling]
         if not pools:
             return nothing_to_do(graph, "no max_pool or avg_pool layer — nothing to replace")
         work = NodeList(graph)
@@ -83,15 +88,19 @@ class ReplacePooling(Transform):
         refusals = []
         rule = {"strided": self._strided, "conv": self._conv, "convpool": self._convpool}[self.mode]
         for pool in pools:
+            if pool.type not in POOL_TYPES:
+                refusals.append(located(pool, _no_fixed_window(pool, shapes[pool.inputs[0]])))
+                continue
             if pool.type not in self.pool_types:
                 allowed = ",".join(t.removesuffix("_pool") for t in self.pool_types)
-                article = "an" if pool.type == "avg_pool" else "a"
+                article = "a" if pool.type == "max_pool" else "an"
+                hint = (
+                    f"add lp to --pool-types ({allowed},lp) to replace it"
+                    if pool.type == "lp_pool"
+                    else "use --pool-types max,avg to replace both kinds"
+                )
                 refusals.append(
-                    located(
-                        pool,
-                        f"{pool.name} is {article} {pool.type}, and --pool-types is {allowed}"
-                        " — use --pool-types max,avg to replace both kinds",
-                    )
+                    located(pool, f"{pool.name} is {article} {pool.type}, and --pool-types is {allowed} — {hint}")
                 )
                 continue
             why = rule(work, work.node(pool.name), shapes)
@@ -102,17 +111,19 @@ class ReplacePooling(Transform):
     # -- the three rules; each edits `work` and returns None, or returns why it cannot ---
     def _strided(self, work: NodeList, pool: Node, shapes) -> str | None:
         conv, why = _feeding_conv(work, pool)
-        if why:
+        if conv is None:
             return why
+        assert isinstance(conv.op, Conv), "_feeding_conv returns a conv layer"
+        pool_op = _pool_op(pool)
         if conv.op.stride_hw() != (1, 1):
             return f"its input {conv.name} already has stride {_stride(conv.op.stride_hw())}"
-        strided = conv.with_params(stride=pool.op.stride_hw())
+        strided = conv.with_params(stride=pool_op.stride_hw())
         got = output_or_none(strided.op, shapes[conv.inputs[0]])
         want = shapes[pool.name]
         if got is None or got[1:] != want[1:]:
             size = dims(got[1:]) if got else "no valid output"
             return (
-                f"{conv.name} with stride {_stride(pool.op.stride_hw())} would give {size},"
+                f"{conv.name} with stride {_stride(pool_op.stride_hw())} would give {size},"
                 f" but {pool.name} gives {dims(want[1:])}"
             )
         work.put(strided)
@@ -122,6 +133,7 @@ class ReplacePooling(Transform):
     def _conv(self, work: NodeList, pool: Node, shapes) -> str | None:
         src = pool.inputs[0]
         channels = shapes[src][0]
+        pool_op = _pool_op(pool)
         conv = new_node(
             work.base,
             work.fresh_name(f"{pool.name}_conv"),
@@ -129,17 +141,17 @@ class ReplacePooling(Transform):
             pool,
             pool.inputs,
             filters=channels,
-            kernel=pool.op.kernel,
-            stride=pool.op.stride_hw(),
+            kernel=pool_op.kernel,
+            stride=pool_op.stride_hw(),
             padding="valid",
             dilation=1,
             groups=1,
         )
         padding = padding_for(
-            pool.op.kernel_hw(),
+            pool_op.kernel_hw(),
             lambda p: out_with_padding(conv.op, shapes[src], p),
             shapes[pool.name],
-            preferred=(pool.op.padding,),
+            preferred=(pool_op.padding,),
         )
         if padding is None:
             return f"no padding of a {conv.op.describe().split()[0]} convolution gives {pool.name}'s output size"
@@ -151,6 +163,7 @@ class ReplacePooling(Transform):
     def _convpool(self, work: NodeList, pool: Node, shapes) -> str | None:
         src = pool.inputs[0]
         channels = shapes[src][0]
+        pool_op = _pool_op(pool)
         conv = new_node(
             work.base,
             work.fresh_name(f"{pool.name}_conv"),
@@ -158,7 +171,7 @@ class ReplacePooling(Transform):
             pool,
             pool.inputs,
             filters=channels,
-            kernel=pool.op.kernel,
+            kernel=pool_op.kernel,
             stride=1,
             padding="valid",
             dilation=1,
@@ -170,14 +183,20 @@ class ReplacePooling(Transform):
             return output_or_none(pool.op, out) if out else None
 
         # 'same' first: the inserted conv should keep the size the pool saw.
-        padding = padding_for(pool.op.kernel_hw(), pooled, shapes[pool.name], preferred=("same",))
+        padding = padding_for(pool_op.kernel_hw(), pooled, shapes[pool.name], preferred=("same",))
         if padding is None:
-            return f"no padding of a stride-1 {dims(pool.op.kernel_hw())} convolution keeps {pool.name}'s output size"
+            return f"no padding of a stride-1 {dims(pool_op.kernel_hw())} convolution keeps {pool.name}'s output size"
         conv = conv.with_params(padding=padding)
         work.insert_before(pool.name, conv)
         work.put(pool.replace(inputs=(conv.name,)))
         shapes[conv.name] = out_with_padding(conv.op, shapes[src], padding)
         return None
+
+
+def _pool_op(pool: Node) -> MaxPool | AvgPool | LPPool:
+    """The op of a pool the rules rewrite (`apply` passes only the types in POOL_TYPES)."""
+    assert isinstance(pool.op, FIXED_POOLS), f"{pool.name} is a {pool.type}, not a pool with a fixed window"
+    return pool.op
 
 
 def _feeding_conv(work: NodeList, pool: Node) -> tuple[Node | None, str | None]:
@@ -201,6 +220,22 @@ def _feeding_conv(work: NodeList, pool: Node) -> tuple[Node | None, str | None]:
         if node.type != "conv":
             return None, f"its input {name} is a {node.type}, not a conv"
         return node, None
+
+
+def _no_fixed_window(pool: Node, in_shape: tuple[int, ...]) -> str:
+    """Why the rules cannot rewrite an adaptive pool, and what to write instead."""
+    why = f"cannot rewrite {pool.name}: an {pool.type}'s windows follow its input size, not a fixed kernel and stride"
+    _, h, w = in_shape
+    oh, ow = pool.op.output_hw()  # type: ignore[attr-defined]
+    if (h, w) == (oh, ow):
+        return f"{why} — on its {dims((h, w))} input it is the identity: remove it"
+    rows, cols = uniform_window(h, oh), uniform_window(w, ow)
+    if rows is None or cols is None:
+        return f"{why}, and from {dims((h, w))} to {dims((oh, ow))} its windows are uneven"
+    plain = pool.type.removeprefix("adaptive_")
+    kernel, stride = _stride((rows[0], cols[0])), _stride((rows[1], cols[1]))
+    plain_pool = f"{'an' if plain == 'avg_pool' else 'a'} {plain} with kernel {kernel}, stride {stride}"
+    return f"{why} — on its {dims((h, w))} input it is {plain_pool}: write that to rewrite it"
 
 
 def _stride(pair: tuple[int, int]) -> str:

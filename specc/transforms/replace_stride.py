@@ -16,13 +16,13 @@ from typing import ClassVar, Literal
 
 from specc.errors import UserError
 from specc.ir import Graph
-from specc.ops import AvgPool, MaxPool
+from specc.ops import AvgPool, Conv, MaxPool
 from specc.shapes import ShapeReport
 from specc.transforms.base import Rewrite, Transform, argument, finish, located, nothing_to_do, skip_unsupported_option
 from specc.transforms.rewrite import NodeList, dims, new_node, out_with_padding, output_or_none, padding_for
 
-TARGETS = {"maxpool": MaxPool.kind, "avgpool": AvgPool.kind}  # the value of the flag -> the pool's type
-Target = Literal[tuple(TARGETS)]  # type: ignore[valid-type]
+Target = Literal["maxpool", "avgpool"]  # the values of the flag
+TARGETS: dict[Target, str] = {"maxpool": MaxPool.kind, "avgpool": AvgPool.kind}  # flag value -> the pool's type
 
 
 @dataclass(frozen=True)
@@ -46,13 +46,14 @@ class ReplaceStride(Transform):
             raise UserError(f"replace-stride pool kernel {self.pool_kernel!r}: expected a positive integer")
 
     def apply(self, graph: Graph, report: ShapeReport) -> Rewrite:
-        strided = [n for n in graph.nodes if n.type == "conv" and n.op.stride_hw() != (1, 1)]
+        strided = [n for n in graph.nodes if isinstance(n.op, Conv) and n.op.stride_hw() != (1, 1)]
         if not strided:
             return nothing_to_do(graph, "no strided convolution — nothing to replace")
         work = NodeList(graph)
         refusals = []
         k = self.pool_kernel
         for conv in strided:
+            assert isinstance(conv.op, Conv)  # as `strided` holds: narrows the op's type
             stride = conv.op.stride_hw()
             unstrided = conv.with_params(stride=1)
             full = output_or_none(unstrided.op, report.shapes[conv.inputs[0]])

@@ -39,7 +39,8 @@ def parse_input(text) -> tuple[int, int, int]:
             raise UserError(f"input {text!r}: expected (channels, height, width), e.g. (1, 28, 28)")
     if not all(0 < v <= MAX_SIDE for v in values):
         raise UserError(f"input {'x'.join(map(str, values))}: every dimension must be between 1 and {MAX_SIDE}")
-    return values
+    c, h, w = values  # three: the pattern has three groups, and a sequence was checked above
+    return (c, h, w)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,16 @@ class SetClasses(Transform):
             raise UserError(f"classes {self.classes!r}: expected a positive integer")
 
     def apply(self, graph: Graph, report: ShapeReport) -> Rewrite:
+        if graph.classes is None:
+            where = graph.header("name")
+            raise SpecError(
+                Diagnostic(
+                    where,
+                    "",
+                    f"spec '{graph.name}' has no classes, so there is no class count to change"
+                    " — add 'classes: N' to the spec (its last layer giving N scores)",
+                )
+            )
         heads, through_concat = classifier_layers(graph)
         if through_concat or not heads:
             reason = (
@@ -71,21 +82,24 @@ class SetClasses(Transform):
         nodes = []
         for node in graph.nodes:
             if node in heads:
-                node = node.with_params(**{node.op.width_field: self.classes})
+                # Keep the outputs per class: a head before a maxout of k pieces gives k per class.
+                field = node.op.width_field
+                assert field is not None, "classifier_layers returns layers with a width"
+                node = node.with_params(**{field: self.classes * getattr(node.op, field) // graph.classes})
             nodes.append(node)
         notes = []
         labels = graph.labels
         if labels is not None and len(labels) != self.classes:
-            labels = None
             notes.append(
                 Diagnostic(
                     graph.header("labels"),
                     "labels",
-                    f"dropped the {len(graph.labels)} labels (they named {graph.classes} classes)",
+                    f"dropped the {len(labels)} labels (they named {graph.classes} classes)",
                     "",
                     "warning",
                 )
             )
+            labels = None
         return Rewrite(graph.replace(classes=self.classes, labels=labels, nodes=tuple(nodes)), tuple(notes))
 
 

@@ -15,11 +15,13 @@ from specc.ops import OPS, LayerOp, Shape, ShapeError
 
 
 class NodeList:
-    """A mutable working copy of a graph's nodes in spec order."""
+    """A mutable working copy of a graph's nodes in spec order, and of its `outputs`: the
+    network's outputs are readers too, so rewiring a layer's readers moves them as well."""
 
     def __init__(self, graph: Graph):
         self.base = graph
         self.nodes: list[Node] = list(graph.nodes)
+        self.outputs: list[str] = list(graph.outputs)
         self.added: set[str] = set()
 
     def index(self, name: str) -> int:
@@ -65,9 +67,10 @@ class NodeList:
         for i, n in enumerate(self.nodes):
             if old in n.inputs and n.name != new:
                 self.nodes[i] = n.replace(inputs=tuple(new if s == old else s for s in n.inputs))
+        self.outputs = [new if name == old else name for name in self.outputs]
 
     def graph(self) -> Graph:
-        return self.base.with_nodes(self.nodes)
+        return self.base.replace(nodes=tuple(self.nodes), outputs=tuple(self.outputs))
 
 
 def new_node(graph: Graph, name: str, op_type: str, at: Node, inputs: tuple[str, ...], **params) -> Node:

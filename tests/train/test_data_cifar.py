@@ -250,3 +250,25 @@ def test_bad_labels_and_keys_are_refused(tmp_path):
     write_py2_pickle(py / "test_batch", {b"data": np.zeros((2, 3072), np.uint8)})
     with pytest.raises(UserError, match=r"test_batch: missing key 'labels'"):
         load_dataset("cifar10", str(py), "test")
+
+
+def test_python3_protocol_2_pickles_load(tmp_path):
+    """Python 3 writes bytes at protocols 0-2 as `_codecs.encode(text, 'latin1')` calls: that
+    one global is allowed (latin1 only); a re-pickled CIFAR batch loads like the original."""
+    folder = tmp_path / "cifar-10-batches-py"
+    batches = write_cifar10_py(folder)
+    data, labels = batches["data_batch_3"]
+    batch = folder / "data_batch_3"
+    batch.write_bytes(pickle.dumps({b"data": data, b"labels": labels.tolist(), b"batch_label": b"x"}, protocol=2))
+    assert b"_codecs" in batch.read_bytes()
+    train = load_dataset("cifar10", str(tmp_path), "train")
+    np.testing.assert_array_equal(train.images[2 * PER_BATCH : 3 * PER_BATCH].reshape(PER_BATCH, -1), data)
+
+
+def test_codecs_with_another_encoding_is_refused(tmp_path):
+    path = tmp_path / "evil.pkl"
+    # _codecs.encode("x", "rot13") written by hand: the file picks the codec.
+    path.write_bytes(b"\x80\x02c_codecs\nencode\nq\x00X\x01\x00\x00\x00xX\x05\x00\x00\x00rot13\x86R.")
+    with pytest.raises(UserError) as caught:
+        load_pickle(path)
+    assert str(caught.value).startswith(f"{path}: not a readable pickle: UnpicklingError: _codecs.encode with 'rot13'")

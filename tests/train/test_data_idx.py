@@ -152,3 +152,51 @@ def test_fashion_default_location_missing(tmp_path, monkeypatch):
         "expected train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] "
         "(install Debian's dataset-fashion-mnist or pass --data-dir)"
     )
+
+
+def raw_idx(path: Path, dims: tuple[int, ...], payload: bytes = b"", gz: bool = False) -> Path:
+    data = bytes([0, 0, 0x08, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims) + payload
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_damaged_headers_are_one_line_naming_the_file(tmp_path, gz):
+    path = tmp_path / ("x-images-idx3-ubyte" + (".gz" if gz else ""))
+    cases = [
+        # Each dimension near 2**32: the product overflows int64; exact, it is absurd.
+        ((2**32 - 1, 2**32 - 1, 2**32 - 1), "the IDX header says 4294967295x4294967295x4294967295 = "),
+        # A plausible header on a small file: refused before anything is unpacked.
+        ((60000, 28, 28), "truncated IDX data: header says 60000x28x28 = 47040000 bytes, file has 100"),
+        ((0, 28, 28), "the IDX header says 0x28x28: no data in it"),
+    ]
+    for dims, message in cases:
+        raw_idx(path, dims, bytes(100), gz)
+        with pytest.raises(UserError) as caught:
+            read_idx(path, ndim=3)
+        assert str(caught.value).startswith(f"{path}: {message}"), str(caught.value)
+
+
+def test_empty_and_oversized_files(tmp_path):
+    empty = tmp_path / "x-labels-idx1-ubyte"
+    empty.write_bytes(b"")
+    with pytest.raises(UserError, match=rf"^{empty}: empty file: expected an IDX file \(re-download it\)$"):
+        read_idx(empty, ndim=1)
+    long = raw_idx(tmp_path / "y-labels-idx1-ubyte", (3,), bytes(5))
+    with pytest.raises(UserError, match=rf"^{long}: trailing bytes in IDX data: header says 3 = 3 bytes, file has 5$"):
+        read_idx(long, ndim=1)
+    # A gzip file that inflates far beyond its header is only unpacked one byte past it.
+    bomb = raw_idx(tmp_path / "z-labels-idx1-ubyte.gz", (3,), bytes(50_000_000), gz=True)
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(
+        UserError, match=rf"^{bomb}: trailing bytes in IDX data: header says 3 = 3 bytes, file has more than 3$"
+    ):
+        read_idx(bomb, ndim=1)
+
+
+def test_images_of_another_size_are_refused(tmp_path):
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((2, 14, 14), np.uint8), gz=False)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(2, np.uint8), gz=False)
+    with pytest.raises(UserError) as caught:
+        load_dataset("mnist", str(tmp_path), "test")
+    assert str(caught.value) == f"{tmp_path}/t10k-images-idx3-ubyte: the images are 14x14: MNIST images are 28x28"

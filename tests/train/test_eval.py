@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.train.train_helpers import OTHER, load, run_cli, write
+from tests.train.train_helpers import OTHER, TINY, load, run_cli, write
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +79,67 @@ def test_train_and_eval_help_have_examples(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert f"specc {command}" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def with_val(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval_val")
+    spec = write(tmp, TINY.replace("epochs: 3", "epochs: 1"))
+    assert run_cli("train", spec, "--out", str(tmp / "run"), "--val-split", "0.25") == 0
+    return tmp / "run" / "last.pt"
+
+
+def test_split_val_is_the_held_out_part_and_train_the_rest(with_val, capsys):
+    history = load(with_val)["history"][-1]
+    counts = {}
+    for split in ("val", "train", "test"):
+        capsys.readouterr()
+        assert run_cli("eval", "--weights", str(with_val), "--split", split, "--json") == 0
+        captured = capsys.readouterr()
+        report = json.loads(captured.out)
+        counts[split] = report["images"]
+        assert report["split"] == split and captured.err == ""  # same images as the run: no note
+        if split in ("val", "test"):  # the figures the run recorded for these splits
+            assert report["accuracy"] == pytest.approx(history[f"{split}_acc"])
+            assert report["loss"] == pytest.approx(history[f"{split}_loss"], rel=1e-5)
+    assert counts == {"val": 128, "train": 384, "test": 512}  # 512 training images, a quarter held out
+
+
+def test_split_val_without_a_held_out_set_is_one_line(trained, capsys):
+    tmp, _ = trained
+    capsys.readouterr()
+    assert run_cli("eval", "--weights", str(tmp / "run" / "last.pt"), "--split", "val") == 2
+    assert capsys.readouterr().err == (
+        "error: split 'val': the run held out no validation set (val_split 0) — use the test or train split\n"
+    )
+
+
+def test_other_data_than_the_run_recorded_gets_a_note(with_val, capsys):
+    capsys.readouterr()
+    assert run_cli("eval", "--weights", str(with_val), "--set", "train.dataset_options.size=256", "--json") == 0
+    err = capsys.readouterr().err
+    assert err.startswith("note: these test images differ from the ones the run recorded (fingerprint ")
+
+
+def test_compile_takes_the_spec_from_the_checkpoint(trained, tmp_path, capsys):
+    tmp, spec = trained
+    ckpt = str(tmp / "run" / "best.pt")
+    assert run_cli("compile", "--weights", ckpt, "-o", str(tmp_path / "a"), "--target", "onnx") == 0
+    assert run_cli("compile", spec, "--weights", ckpt, "-o", str(tmp_path / "b"), "--target", "onnx") == 0
+    import onnx
+    from onnx import numpy_helper
+
+    weights = [
+        {t.name: numpy_helper.to_array(t) for t in onnx.load(tmp_path / d / "tiny.onnx").graph.initializer}
+        for d in ("a", "b")
+    ]  # the metadata differ: the checkpoint's spec carries the resolved recipe
+    assert weights[0].keys() == weights[1].keys() and all(
+        np.array_equal(weights[0][k], weights[1][k]) for k in weights[0]
+    )
+    plain = tmp_path / "plain.pt"
+    torch.save(load(tmp / "run" / "last.pt")["model"], plain)
+    capsys.readouterr()
+    assert run_cli("compile", "--weights", str(plain), "-o", str(tmp_path / "c")) == 2
+    assert capsys.readouterr().err == (
+        f"error: {plain}: a plain state_dict records no spec — name the SPEC it was trained for\n"
+    )

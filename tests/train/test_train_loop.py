@@ -77,8 +77,9 @@ def test_checkpoints_load_with_weights_only(run):
 def test_existing_run_is_not_overwritten(run, capsys):
     out, spec = run
     assert run_cli("train", spec, "--out", str(out)) == 2
-    assert (
-        f"{out} already holds a run (last.pt): continue it with `specc train --resume {out}`" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"error: {out} already holds a run (last.pt, best.pt): continue it with `specc train --resume {out}`,"
+        " or pass --out NEW_DIR\n"
     )
 
 
@@ -111,8 +112,16 @@ def test_mid_epoch_stop_resumes_bit_exactly(tmp_path, monkeypatch, capsys):
     monkeypatch.undo()
     stopped = load(tmp_path / "cut" / "last.pt")
     assert (stopped["epoch"], stopped["step"]) == (1, 4)
-    assert "SIGTERM: stopped at epoch 2, step 4/16" in capsys.readouterr().err
-    assert run_cli("train", "--resume", str(tmp_path / "cut")) == 0
+    cut = tmp_path / "cut"
+    assert capsys.readouterr().err == (
+        f"SIGTERM: stopped in epoch 2 after step 4/16; checkpoint {cut}/last.pt"
+        f" — continue with `specc train --resume {cut}`\n"
+    )
+    assert run_cli("train", "--resume", str(cut)) == 0
+    # The resume names the same place, numbered the same way; the banner agrees.
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[0] == f"resuming {cut}/last.pt (in epoch 2 after step 4/16)"
+    assert f"  run dir: {cut} (continuing in epoch 2 after step 4/16)" in captured.out.splitlines()
     ref, resumed = load(tmp_path / "ref" / "last.pt"), load(tmp_path / "cut" / "last.pt")
     assert same_weights(ref["model"], resumed["model"])
     assert [r["train_loss"] for r in ref["history"]] == [r["train_loss"] for r in resumed["history"]]

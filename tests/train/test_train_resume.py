@@ -39,4 +39,4 @@ def test_sigkilled_run_resumes_to_identical_weights(tmp_path):
     assert same_weights(resumed["model"], straight["model"])
     assert same_weights(resumed["optimizer"]["state"][0], straight["optimizer"]["state"][0])
     assert [r["test_acc"] for r in resumed["history"]] == [r["test_acc"] for r in straight["history"]]
-    assert resumed["resumes"] == [{"epoch": interrupted["epoch"], "step": 0}]
+    assert [(r["epoch"], r["step"]) for r in resumed["resumes"]] == [(interrupted["epoch"], 0)]

@@ -7,7 +7,7 @@ truncated download fails here with the file's name instead of as a reshape error
 
 from __future__ import annotations
 
-import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -40,12 +40,16 @@ _SUBDIRS = {"mnist": ("", "mnist", "MNIST/raw"), "fashion-mnist": ("", "fashion-
 _TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 _PREFIX = {"train": "train", "test": "t10k"}
 _UBYTE = 0x08
+MAX_IDX_BYTES = 16 * 2**30  # no image dataset specc trains on comes near; a larger header is damaged
 
 
 def load_idx_dataset(name: str, data_dir: str | None, split: str) -> ArrayDataset:
     """Read one split of `mnist` or `fashion-mnist` as (N, 1, H, W) uint8 images."""
     images_path, labels_path = _find_files(name, data_dir, split)
     images = read_idx(images_path, ndim=3)  # (N, H, W)
+    if images.shape[1:] != (28, 28):
+        height, width = images.shape[1:]
+        raise UserError(f"{images_path}: the images are {height}x{width}: {_TITLES[name]} images are 28x28")
     labels = read_idx(labels_path, ndim=1).astype(np.int64)  # (N,)
     if len(labels) != len(images):
         raise UserError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path}")
@@ -56,34 +60,61 @@ def load_idx_dataset(name: str, data_dir: str | None, split: str) -> ArrayDatase
 
 
 def read_idx(path: Path, *, ndim: int) -> np.ndarray:
-    """Read an unsigned-byte IDX file with `ndim` dimensions (gunzipped if it ends in .gz)."""
+    """Read an unsigned-byte IDX file with `ndim` dimensions (gunzipped if it ends in .gz).
+
+    The header is checked before any data is unpacked: its dimensions are multiplied exactly
+    (no integer overflow can make a huge header look small), and a file never makes specc
+    unpack more than the header declares (a gzip bomb stops at the declared size)."""
     raw = read_file_bytes(path)
-    if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as err:
-            raise UserError(f"{path}: truncated or corrupt gzip: {err}") from None
+    if not raw:
+        raise UserError(f"{path}: empty file: expected an IDX file (re-download it)")
     header = 4 + 4 * ndim
+    head = _gunzip(path, raw, header) if path.suffix == ".gz" else raw[:header]
     expected_magic = f"0x{_UBYTE << 8 | ndim:08x}"
     # Magic first: a labels file passed as images is "wrong file", not "truncated".
-    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    magic = int.from_bytes(head[:4], "big") if len(head) >= 4 else None
     if magic is not None and magic != _UBYTE << 8 | ndim:
         raise UserError(
             f"{path}: bad IDX magic 0x{magic:08x}: expected {expected_magic} "
             f"(unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})"
         )
-    if len(raw) < header:
-        raise UserError(f"{path}: truncated IDX header ({len(raw)} bytes): expected {header}")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    size = int(np.prod(shape))
-    if len(raw) - header != size:
-        kind = "truncated" if len(raw) - header < size else "trailing bytes in"
+    if len(head) < header:
+        raise UserError(f"{path}: truncated IDX header ({len(head)} bytes): expected {header}")
+    shape = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dims = "x".join(map(str, shape))
+    size = math.prod(shape)  # exact: Python integers do not overflow
+    if size == 0:
+        raise UserError(f"{path}: the IDX header says {dims}: no data in it")
+    if size > MAX_IDX_BYTES:
         raise UserError(
-            f"{path}: {kind} IDX data: header says {'x'.join(map(str, shape))} = {size} bytes, "
-            f"file has {len(raw) - header}"
+            f"{path}: the IDX header says {dims} = {size} bytes, more than an image dataset can be"
+            f" ({MAX_IDX_BYTES // 2**30} GiB at most): a damaged header"
         )
+    data = _gunzip(path, raw, header + size + 1) if path.suffix == ".gz" else raw
+    if len(data) - header != size:
+        kind = "truncated" if len(data) - header < size else "trailing bytes in"
+        # A gzip file is unpacked only one byte past the declared size: "more than" is all we know.
+        found = f"more than {size}" if kind != "truncated" and path.suffix == ".gz" else len(data) - header
+        raise UserError(f"{path}: {kind} IDX data: header says {dims} = {size} bytes, file has {found}")
     # frombuffer views the immutable bytes; copy so the dataset owns writable memory.
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape).copy()
+
+
+def _gunzip(path: Path, raw: bytes, limit: int) -> bytes:
+    """At most the first `limit` bytes of the gzip data `raw` (all its members, in order)."""
+    out = bytearray()
+    try:
+        while raw and len(out) < limit:
+            stream = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing
+            out += stream.decompress(raw, limit - len(out))
+            if not stream.eof:
+                if stream.unconsumed_tail or len(out) >= limit:
+                    break  # stopped at the limit, not at the end of the data
+                raise UserError(f"{path}: truncated or corrupt gzip: the compressed data ends early")
+            raw = stream.unused_data
+    except zlib.error as err:
+        raise UserError(f"{path}: truncated or corrupt gzip: {err}") from None
+    return bytes(out)
 
 
 def _find_files(name: str, data_dir: str | None, split: str) -> tuple[Path, Path]:
