@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from specc.errors import UserError
 from specc.fileio import write_bytes
 
 BACKGROUND = (255, 255, 255)
@@ -60,13 +61,22 @@ def _fit(pixels: np.ndarray, size: int) -> Image.Image:
     return image.resize(shape, Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BILINEAR)
 
 
+MAX_FIGURE_PIXELS = 100 * 10**6
+
+
 def render_grid(rows: list[list[Tile | None]], *, tile: int = 96, title: str | None = None) -> Image.Image:
     """Tiles in rows (None leaves a gap), each scaled into a tile x tile cell with its label."""
     font = ImageFont.load_default()
     columns = max((len(r) for r in rows), default=1)
     cell_w, cell_h = tile + PAD, tile + LABEL_HEIGHT + PAD
     top = LABEL_HEIGHT + PAD if title else 0
-    canvas = Image.new("RGB", (PAD + columns * cell_w, top + PAD + len(rows) * cell_h), BACKGROUND)
+    width, height = PAD + columns * cell_w, top + PAD + len(rows) * cell_h
+    if width * height > MAX_FIGURE_PIXELS:
+        raise UserError(
+            f"the figure would be {width:,}x{height:,} pixels, over the limit of"
+            f" {MAX_FIGURE_PIXELS // 10**6} megapixels — ask for fewer units or images, or a smaller --tile"
+        )
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     if title:
         draw.text((PAD, PAD // 2), title, fill=LABEL_COLOUR, font=font)

@@ -9,6 +9,7 @@ nothing else when it records no preprocessing).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,9 @@ def run(args) -> int:
     return 0
 
 
+MAX_IMAGE_PIXELS = 64 * 10**6  # a photo, not a decompression bomb
+
+
 def load_image(path: str, shape: tuple[int, int, int]) -> np.ndarray:
     """(C, H, W) float32 pixels 0..255 of one image file, resized (bilinear) to the model's size."""
     import numpy as np
@@ -88,16 +92,34 @@ def load_image(path: str, shape: tuple[int, int, int]) -> np.ndarray:
     if not Path(path).is_file():
         raise UserError(f"{path}: no such image file")
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB" if c == 3 else "L")
-            if image.size != (w, h):
-                image = image.resize((w, h), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit says it, once
+            with Image.open(path) as image:  # the header only: the size is known before decoding
+                _check_size(path, *image.size)
+                image = image.convert("RGB" if c == 3 else "L")
+                if image.size != (w, h):
+                    image = image.resize((w, h), Image.Resampling.BILINEAR)
+                array = np.asarray(image, dtype=np.float32)
+    except Image.DecompressionBombError:  # Pillow's own, larger limit, checked while opening
+        raise UserError(
+            f"{path}: the image claims more pixels than the limit of {MAX_IMAGE_PIXELS // 10**6} megapixels"
+            " (a decompression bomb?)"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise UserError(f"{path}: not a readable image ({exc})") from None
     if c not in (1, 3):
         raise UserError(f"the model takes {c}-channel input; predict reads RGB (3) or grey (1) images only")
     return array[None] if c == 1 else array.transpose(2, 0, 1)
+
+
+def _check_size(path: str, width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise UserError(f"{path}: an image of {width}x{height} pixels — expected at least 1x1")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise UserError(
+            f"{path}: an image of {width}x{height} pixels exceeds the limit of"
+            f" {MAX_IMAGE_PIXELS // 10**6} megapixels (a decompression bomb?)"
+        )
 
 
 def preprocess(pixels: np.ndarray, preprocessing: dict | None) -> np.ndarray:

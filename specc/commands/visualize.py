@@ -18,6 +18,8 @@ from specc.fileio import write_text
 from specc.outputs import require_classifier
 
 DEFAULT_UNITS = 8
+MAX_TILE = 1024  # pixels per tile side
+MAX_TOP_K = 1000  # images per unit
 DEFAULT_TOP_K = 9
 
 
@@ -133,6 +135,9 @@ def _check_numbers(args) -> None:
     ):
         if value is not None and value < 1:
             raise UserError(f"{flag} {value}: expected a positive integer")
+    for flag, value, limit in (("--tile", args.tile, MAX_TILE), ("--top-k", args.top_k, MAX_TOP_K)):
+        if value is not None and value > limit:
+            raise UserError(f"{flag} {value}: exceeds the limit of {limit:,}")
     for flag, value in (("--top-k", args.top_k), ("--limit", args.limit), ("--data-dir", args.data_dir)):
         if args.data is None and value is not None:
             raise UserError(f"{flag} needs --data (the dataset to search)")
