@@ -114,6 +114,10 @@ def infer(
             out = node.op.output_shape(ins)
         except ShapeError as exc:
             sink.error(node.pos, node.path, str(exc), node.name)
+            stand_in = _shape_despite(node.op, ins)
+            if stand_in is not None:  # the layers after it are still checked (all errors at once)
+                shapes[node.name] = stand_in
+                geometry[node.name] = max(geometry[s] for s in node.inputs)
             continue
         shapes[node.name] = out
         kh, kw, sh, sw = node.op.window(ins)
@@ -136,6 +140,11 @@ def infer(
             rf,
             jump,
         )
+    if sink.errors and check_classes and graph.classes is not None and graph.output.name in shapes:
+        # All errors at once: a class-count mismatch that does not depend on the broken layers
+        # (the output's shape was computed) is reported with them.
+        partial = ShapeReport(graph, tuple(infos.values()), shapes)
+        _check_output(graph, partial, sink)
     sink.raise_if_errors()
     report = ShapeReport(graph, tuple(infos[n.name] for n in graph.nodes), shapes)
     if check_classes and graph.classes is not None:
@@ -143,6 +152,21 @@ def infer(
     _check_budget(graph, report, sink, max_params, max_activation_bytes)
     sink.raise_if_errors()
     return report
+
+
+def _shape_despite(op, ins: list[Shape]) -> Shape | None:
+    """The shape a layer refused only for `padding: same` with an even kernel would have (PyTorch
+    pads it asymmetrically: ceil(H / stride)), so that errors after it are found too; None for
+    any other error, whose layers after it stay unchecked."""
+    if getattr(op, "padding", None) != "same":
+        return None
+    update = {"padding": "valid", "kernel": 1, "stride": op.stride_hw()}
+    if "dilation" in type(op).model_fields:
+        update["dilation"] = 1
+    try:
+        return op.model_copy(update=update).output_shape(ins)
+    except (ShapeError, AttributeError, TypeError, ValueError):
+        return None
 
 
 def _check_output(graph: Graph, report: ShapeReport, sink: DiagnosticSink) -> None:

@@ -54,8 +54,11 @@ CASES = {
         ],
     ),
     "valid conv too small, with arithmetic": (
-        HEAD + "layers:\n  - {type: conv, filters: 4, kernel: 3, stride: 4}\n  - {type: conv, filters: 10, kernel: 3}\n",
-        ["spec.yaml:6:5: layers[1] (conv2): 3x3 valid conv on a 2x2 input: (2 - 3)/1 + 1 = 0 — expected an output of at least 1x1"],
+        HEAD
+        + "layers:\n  - {type: conv, filters: 4, kernel: 3, stride: 4}\n  - {type: conv, filters: 10, kernel: 3}\n",
+        [
+            "spec.yaml:6:5: layers[1] (conv2): 3x3 valid conv on a 2x2 input: (2 - 3)/1 + 1 = 0 — expected an output of at least 1x1"
+        ],
     ),
     "pool larger than input": (
         HEAD + "layers:\n  - {type: max_pool, kernel: 9}\n",
@@ -65,7 +68,9 @@ CASES = {
         HEAD
         + "layers:\n  - {name: a, type: conv, filters: 4, kernel: 1}\n  - {name: b, type: conv, filters: 10, kernel: 1}\n"
         + "  - {type: add, inputs: [a, b]}\n  - {type: global_avg_pool}\n",
-        ["spec.yaml:7:5: layers[2] (add1): channel mismatch: inputs have 4 and 10 channels (4x8x8 vs 10x8x8) — expected equal shapes"],
+        [
+            "spec.yaml:7:5: layers[2] (add1): channel mismatch: inputs have 4 and 10 channels (4x8x8 vs 10x8x8) — expected equal shapes"
+        ],
     ),
     "cycle": (
         HEAD + "layers:\n  - {name: a, type: relu, inputs: b}\n  - {name: b, type: relu, inputs: a}\n",
@@ -92,7 +97,9 @@ CASES = {
     ),
     "linear on a feature map": (
         HEAD + "layers:\n  - {type: linear, units: 10}\n",
-        ["spec.yaml:5:5: layers[0] (fc1): linear needs a flat vector but gets a 3x8x8 feature map — add a flatten or global_avg_pool layer before it"],
+        [
+            "spec.yaml:5:5: layers[0] (fc1): linear needs a flat vector but gets a 3x8x8 feature map — add a flatten or global_avg_pool layer before it"
+        ],
     ),
     "unknown top-level key": (
         HEAD + "clases: 3\nlayers:\n  - {type: global_avg_pool}\n",
@@ -144,12 +151,7 @@ def test_all_errors_of_a_file_are_reported_together(tmp_path, monkeypatch, capsy
 
 
 def test_shape_errors_of_the_valid_part_come_with_validation_errors(tmp_path, monkeypatch, capsys):
-    text = (
-        HEAD
-        + "layers:\n"
-        + "  - {type: conv, filters: 16, kernel: 9}\n"
-        + "  - {type: dropout, rate: 2}\n"
-    )
+    text = HEAD + "layers:\n" + "  - {type: conv, filters: 16, kernel: 9}\n" + "  - {type: dropout, rate: 2}\n"
     lines = errors_of(tmp_path, monkeypatch, capsys, text)
     assert lines == [
         "spec.yaml:5:5: layers[0] (conv1): 9x9 valid conv on a 8x8 input: (8 - 9)/1 + 1 = 0 — expected an output of at least 1x1",
@@ -207,3 +209,30 @@ def test_strict_turns_warnings_into_errors(tmp_path, monkeypatch, capsys):
     assert main(["check", "spec.yaml", "--strict"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("spec.yaml:5:5: layers[0] (conv1): ReLU on the final class scores")
+
+
+ALL_AT_ONCE = {
+    "classes mismatch beside a broken branch": (
+        HEAD
+        + "layers:\n  - {name: c1, type: conv, filters: 4, kernel: 2, padding: same}\n"
+        + "  - {name: c2, type: conv, filters: 4, kernel: 3, inputs: input}\n"
+        + "  - {name: gap, type: global_avg_pool}\n  - {name: fc, type: linear, units: 5}\n",
+    ),
+    "classes mismatch after an even 'same' kernel": (
+        HEAD
+        + "layers:\n  - {name: c1, type: conv, filters: 4, kernel: 2, padding: same}\n"
+        + "  - {name: c2, type: conv, filters: 4, kernel: 3}\n"
+        + "  - {name: gap, type: global_avg_pool}\n  - {name: fc, type: linear, units: 5}\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ALL_AT_ONCE))
+def test_errors_after_a_broken_layer_are_reported_too(case, tmp_path, monkeypatch, capsys):
+    (text,) = ALL_AT_ONCE[case]
+    assert errors_of(tmp_path, monkeypatch, capsys, text) == [
+        "spec.yaml:5:5: layers[0] (c1): 'same' padding needs an odd kernel, conv has 2x2"
+        " — give an explicit padding or use 'valid'",
+        "spec.yaml:8:5: layers[3] (fc): the network outputs 5 values but classes is 10"
+        " — the last conv/linear layer must have 10 outputs",
+    ]

@@ -179,13 +179,20 @@ def test_emission_is_byte_identical(allcnn_c, tmp_path):
 
 
 def test_metadata_round_trip(allcnn_c, tmp_path):
-    graph, weights = allcnn_c
+    graph = specc.load(
+        "name: small\ninput: {channels: 3, size: 4}\nclasses: 10\n"
+        "labels: [airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck]\n"
+        "layers:\n  - {type: conv, filters: 10, kernel: 3}\n  - {type: global_avg_pool}\n"
+    )
+    weights = random_weights(graph, 0)
     zca = np.arange(48 * 48, dtype=np.float32).reshape(48, 48) / 7
-    pre = {"format": 1, "kind": "gcn_zca", "shape": [3, 4, 4], "zca": {"matrix": zca, "mean": [0.5] * 48}}
+    gcn = {"scale": 55.0, "sqrt_bias": 0.0, "min_divisor": 1e-8}
+    zca_part = {"matrix": zca, "mean": [0.5] * 48, "eps": 0.01}
+    pre = {"format": 1, "kind": "gcn_zca", "shape": [3, 4, 4], "gcn": gcn, "zca": zca_part}
     save(emit(graph, weights, metadata={"preprocessing": pre, "weights": "seed 0"}), tmp_path / "m.onnx")
     meta = read_metadata(tmp_path / "m.onnx")
-    assert (meta.name, meta.spec_hash, meta.classes, meta.output) == ("allcnn_c", spec_hash(graph), 10, "logits")
-    assert meta.labels[3] == "cat" and meta.input_shape == (3, 32, 32)
+    assert (meta.name, meta.spec_hash, meta.classes, meta.output) == ("small", spec_hash(graph), 10, "logits")
+    assert meta.labels[3] == "cat" and meta.input_shape == (3, 4, 4)
     assert specc.load(meta.spec) == graph
     assert meta.extra["weights"] == "seed 0"
     np.testing.assert_array_equal(meta.preprocessing["zca"]["matrix"], zca)

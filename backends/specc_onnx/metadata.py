@@ -107,7 +107,10 @@ def parse_metadata(props: dict[str, str], source: str) -> SpeccMetadata:
         known = {"format", "name", "spec_hash", "spec", "classes", "labels", "output", "outputs", "input"}
         known.add("preprocessing")
         classes = json.loads(get["classes"])
-        return SpeccMetadata(
+        decoded = decode_arrays(preprocessing) if preprocessing is not None else None
+        if decoded is not None and not isinstance(decoded, dict):
+            raise ValueError(f"preprocessing is a {type(decoded).__name__}, not a mapping")
+        meta = SpeccMetadata(
             name=get["name"],
             spec_hash=get["spec_hash"],
             spec=get["spec"],
@@ -115,13 +118,58 @@ def parse_metadata(props: dict[str, str], source: str) -> SpeccMetadata:
             labels=json.loads(get["labels"]),
             output=get["output"],
             input_shape=(int(shape[0]), int(shape[1]), int(shape[2])),
-            preprocessing=decode_arrays(preprocessing) if preprocessing is not None else None,
+            preprocessing=decoded,
             pixels=str(input_info.get("pixels", "")),
             outputs=[str(name) for name in json.loads(get.get("outputs", "[]"))],
             extra={k: v for k, v in sorted(get.items()) if k not in known},
         )
     except (KeyError, ValueError, TypeError, IndexError) as exc:
         raise UserError(f"{source}: damaged specc metadata ({type(exc).__name__}: {exc})") from None
+    _check_metadata(meta, source)
+    return meta
+
+
+MAX_INPUT_SIDE = 16384  # pixels per side of a model's input
+MAX_INPUT_CHANNELS = 4096
+MAX_CLASSES = 10**7
+
+
+def _check_metadata(meta: SpeccMetadata, source: str) -> None:
+    """Refuse metadata no compiled spec can have (a forged or damaged file), naming the field,
+    before anything is allocated from it."""
+    c, h, w = meta.input_shape
+    if not (1 <= c <= MAX_INPUT_CHANNELS and 1 <= h <= MAX_INPUT_SIDE and 1 <= w <= MAX_INPUT_SIDE):
+        raise UserError(
+            f"{source}: specc.input shape {c}x{h}x{w} — expected 1 to {MAX_INPUT_CHANNELS:,} channels and"
+            f" 1 to {MAX_INPUT_SIDE:,} pixels a side"
+        )
+    if meta.classes is not None and not 1 <= meta.classes <= MAX_CLASSES:
+        raise UserError(f"{source}: specc.classes {meta.classes} — expected 1 to {MAX_CLASSES:,}")
+    if meta.labels is not None:
+        if not isinstance(meta.labels, list) or not all(isinstance(x, str) for x in meta.labels):
+            raise UserError(f"{source}: specc.labels — expected a list of names")
+        if len(meta.labels) != meta.classes:
+            raise UserError(
+                f"{source}: specc.labels names {len(meta.labels)} classes, specc.classes says {meta.classes}"
+            )
+    if meta.preprocessing is not None:
+        from specc.preprocessing import Preprocessing
+
+        try:
+            recipe = Preprocessing.from_dict(meta.preprocessing)
+        except UserError as exc:
+            raise UserError(f"{source}: specc.preprocessing: {str(exc).removeprefix('preprocessing dict: ')}") from None
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise UserError(f"{source}: specc.preprocessing: damaged ({type(exc).__name__}: {exc})") from None
+        if recipe.kind == "gcn_zca" and tuple(recipe.shape) != meta.input_shape:  # whitening is per pixel
+            raise UserError(
+                f"{source}: specc.preprocessing whitens {'x'.join(map(str, recipe.shape))} images,"
+                f" the model takes {c}x{h}x{w}"
+            )
+        if recipe.shape[0] != c:
+            raise UserError(
+                f"{source}: specc.preprocessing is for {recipe.shape[0]}-channel images, the model takes {c} channels"
+            )
 
 
 def encode_arrays(value):

@@ -17,6 +17,7 @@ from specc.spec import load_graph_text
 from specc.summary import human_bytes, render
 
 TARGETS = ("torch", "onnx", "all")
+MAX_BATCH = 65536  # a fixed batch baked into the ONNX model
 
 
 def register(sub) -> None:
@@ -120,6 +121,8 @@ def _parse_batch(value: str) -> str | int:
         batch = 0
     if batch <= 0:
         raise UserError(f"--batch {value}: expected 'dynamic' or a positive integer")
+    if batch > MAX_BATCH:
+        raise UserError(f"--batch {value}: exceeds the limit of {MAX_BATCH:,} (or 'dynamic')")
     return batch
 
 

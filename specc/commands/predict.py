@@ -62,6 +62,11 @@ def run(args) -> int:
     session = make_session(args.model)
     inputs = session.get_inputs()[0]
     fixed = inputs.shape[0] if isinstance(inputs.shape[0], int) else None
+    if fixed is not None and not 1 <= fixed <= MAX_FIXED_BATCH:
+        raise UserError(
+            f"{args.model}: the model's input has a fixed batch of {fixed:,} — expected 1 to {MAX_FIXED_BATCH:,}"
+            " (compile it with --batch dynamic)"
+        )
     scores_name = session.get_outputs()[-1].name  # the class scores come last (`classes:` applies to it)
     scores = _run(session, inputs.name, scores_name, batch, fixed)
     probs = scores if meta.output == "probs" else softmax(scores)
@@ -81,6 +86,7 @@ def run(args) -> int:
 
 
 MAX_IMAGE_PIXELS = 64 * 10**6  # a photo, not a decompression bomb
+MAX_FIXED_BATCH = 65536  # a batch baked into a model that predict would pad to
 
 
 def load_image(path: str, shape: tuple[int, int, int]) -> np.ndarray:
