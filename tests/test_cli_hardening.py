@@ -116,3 +116,14 @@ def test_ctrl_c_of_a_real_process_exits_130():
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert err == "interrupted\n"
+
+
+def test_a_flag_that_sets_the_recipe_is_named_as_that_flag(capsys, tmp_path):
+    fmnist = str(Path(SPEC).with_name("allcnn_c_fmnist.yaml"))
+    assert main(["train", fmnist, "--data", "imagenet", "--out", str(tmp_path / "run")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        "--data imagenet: train: dataset = 'imagenet' is not valid"
+        " — expected one of cifar10, cifar100, fashion-mnist, mnist, folder, synthetic"
+    )
+    assert not (tmp_path / "run").exists()

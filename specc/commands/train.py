@@ -14,11 +14,11 @@ from specc.api import check
 from specc.commands.common import add_command, add_spec_options, positive_int, positive_number, spec_source
 from specc.commands.train_options import fraction, load_spec, whole_number
 from specc.emit import spec_hash
-from specc.errors import UserError
+from specc.errors import Diagnostic, SourcePos, SpecError, UserError
 from specc.ir import Graph
 from specc.outputs import require_classifier
 from specc.spec import load_graph_text
-from specc.train.config import flag_overrides, recipe_of
+from specc.train.config import flag_labels, flag_overrides, recipe_of
 from specc.train.launch import note_run_dir
 from specc.train.rundir import check_new_run_dir, check_own_run_dir
 
@@ -88,6 +88,24 @@ def run_command(args) -> int:
 
 
 def _train(args) -> int:
+    try:
+        return _train_spec(args)
+    except SpecError as exc:  # a spec error caused by a flag names the flag, not its `--set`
+        raise _relabelled(exc, flag_labels(vars(args))) from None
+
+
+def _relabelled(exc: SpecError, labels: dict[str, str]) -> SpecError:
+    found = []
+    for d in exc.diagnostics:
+        pos = SourcePos(labels[d.pos.file], d.pos.line, d.pos.col) if d.pos.file in labels else d.pos
+        message = d.message
+        for assignment, flag in labels.items():
+            message = message.replace(assignment, flag)
+        found.append(Diagnostic(pos, d.path, message, d.label, d.severity))
+    return SpecError(found)
+
+
+def _train_spec(args) -> int:
     flags = flag_overrides(vars(args))
     if args.resume:
         from specc.train.checkpoint import read_for_resume

@@ -23,6 +23,7 @@ __all__ = [
     "Dataset",
     "TrainConfig",
     "check_train",
+    "flag_labels",
     "flag_overrides",
     "recipe_of",
 ]
@@ -43,6 +44,18 @@ FLAG_KEYS = {
     "val_split": "val_split",
     "compile": "compile",
 }
+
+
+def flag_labels(values: dict[str, Any]) -> dict[str, str]:
+    """Each `--set train.KEY=VALUE` that `flag_overrides` writes -> the flag the user typed
+    (`--data imagenet`), so that an error names what the user wrote."""
+    labels = {}
+    for flag, key in FLAG_KEYS.items():
+        value = values.get(flag)
+        if value is not None:
+            typed = f"--{flag.replace('_', '-')}" + ("" if value is True else f" {value}")
+            labels[f"--set train.{key}={json.dumps(value)}"] = typed
+    return labels
 
 
 def flag_overrides(values: dict[str, Any]) -> list[str]:
