@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 from specc.api import check
@@ -24,32 +25,73 @@ specc transform specs/model_c.yaml --replace-pooling conv | specc check -
     add_spec_options(p, many=True)
     p.add_argument("--strict", action="store_true", help="treat lint warnings as errors")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="text (default); json: one document with every spec's result and diagnostics as objects"
+        " (file, line, col, path, layer, severity, message), on stdout; github: workflow annotations",
+    )
+    p.add_argument("--json", dest="format", action="store_const", const="json", help="the same as --format json")
     p.set_defaults(func=run)
+
+
+FORMATS = ("text", "json", "github")
 
 
 def run(args) -> int:
     specs = args.specs or ["-"]
-    failed = 0
-    for spec in specs:
-        try:
-            result = check(spec, args.overrides, strict=args.strict, **check_kwargs(args))
-        except SpecError as exc:
-            failed += 1
-            for d in exc.diagnostics:
-                print(d.format(), file=sys.stderr)
-            continue
-        except UserError as exc:
-            failed += 1
+    results = [_check_one(spec, args) for spec in specs]
+    if args.format == "json":
+        print(json.dumps({"ok": all(r["ok"] for r in results), "specs": results}, indent=2))
+    return 0 if all(r["ok"] for r in results) else 2
+
+
+def _check_one(spec: str, args) -> dict:
+    """Check one spec, print its lines in the chosen format; its result as plain data."""
+    name = "<stdin>" if spec == "-" else spec
+    try:
+        result = check(spec, args.overrides, strict=args.strict, **check_kwargs(args))
+    except SpecError as exc:
+        _emit(args.format, exc.diagnostics)
+        return {"spec": name, "ok": False, "diagnostics": [d.as_dict() for d in exc.diagnostics]}
+    except UserError as exc:
+        if args.format == "text":
             print(f"error: {exc}", file=sys.stderr)
-            continue
-        for d in result.warnings:
+        elif args.format == "github":
+            print(f"::error::{_escape(str(exc))}")
+        return {"spec": name, "ok": False, "diagnostics": [{"severity": "error", "message": str(exc)}]}
+    _emit(args.format, result.warnings)
+    r = result.report
+    if args.format == "text" and not args.quiet:
+        print(
+            f"{name}: ok — {result.graph.name}, {r.total_params:,} parameters,"
+            f" {len(result.graph.nodes)} layers, {describe_outputs(r)}"
+            + (f", {len(result.warnings)} warning(s)" if result.warnings else "")
+        )
+    return {
+        "spec": name,
+        "ok": True,
+        "name": result.graph.name,
+        "params": r.total_params,
+        "layers": len(result.graph.nodes),
+        "output": describe_outputs(r),
+        "diagnostics": [d.as_dict() for d in result.warnings],
+    }
+
+
+def _emit(fmt: str, diagnostics) -> None:
+    for d in diagnostics:
+        if fmt == "text":
             print(d.format(), file=sys.stderr)
-        if not args.quiet:
-            r = result.report
-            name = "<stdin>" if spec == "-" else spec
-            print(
-                f"{name}: ok — {result.graph.name}, {r.total_params:,} parameters,"
-                f" {len(result.graph.nodes)} layers, {describe_outputs(r)}"
-                + (f", {len(result.warnings)} warning(s)" if result.warnings else "")
-            )
-    return 2 if failed else 0
+        elif fmt == "github":
+            kind = "warning" if d.severity == "warning" else "error"
+            place = f"file={d.pos.file},line={d.pos.line},col={d.pos.col}" if d.pos.line > 0 else f"file={d.pos.file}"
+            where = f"{d.path} ({d.label})" if d.path and d.label else d.path or (f"({d.label})" if d.label else "")
+            text = f"{where}: {d.message}" if where else d.message
+            print(f"::{kind} {place}::{_escape(text)}")
+
+
+def _escape(text: str) -> str:
+    """GitHub's workflow-command escaping of a message."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
