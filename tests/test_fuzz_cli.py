@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 from specc.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = sorted(p for p in (ROOT / "specs").glob("*.yaml") if p.stem not in ("allcnn_large", "allcnn_imagenet"))
+SPECS = sorted(p for p in (ROOT / "specs").glob("*.yaml") if p.stem not in ("allcnn_large", "allcnn_imagenet")) + [
+    ROOT / "specs" / "zoo" / f"{name}.yaml" for name in ("lenet5", "unet_small", "mobilenet_v2", "efficientnet_b0")
+]  # the zoo's specs bring the newer layer types (activations, mul gates, upsampling, outputs without classes)
 DOCS = {p.name: yaml.safe_load(p.read_text()) for p in SPECS}
 SECONDS = 10.0
 
@@ -115,7 +117,7 @@ def text_mutation(draw, text: str) -> str:
     return text
 
 
-@settings(derandomize=True, max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(derandomize=True, max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_mutated_specs_end_in_exit_0_or_2(tmp_path_factory, data):
     doc = data.draw(mutated_doc())
