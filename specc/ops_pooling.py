@@ -67,6 +67,9 @@ def padded_windows(windows: list[list[int]]) -> list[list[int]]:
     return [list(w) + [w[0]] * (width - len(w)) for w in windows]
 
 
+MAX_ADAPTIVE_OUTPUT = 16384  # output rows/columns of an adaptive pool
+
+
 class _Adaptive(LayerOp):
     pooling: ClassVar[bool] = True
     output: Pair = Field(description="a positive integer or [height, width] (the output size)")
@@ -81,7 +84,10 @@ class _Adaptive(LayerOp):
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         c, _, _ = _spatial(self.kind, inputs[0])
-        return (c, *self.output_hw())
+        oh, ow = self.output_hw()
+        if max(oh, ow) > MAX_ADAPTIVE_OUTPUT:  # its windows are listed one by one: bound them first
+            raise ShapeError(f"output {_dims(oh, ow)} exceeds the limit of {MAX_ADAPTIVE_OUTPUT:,} a side")
+        return (c, oh, ow)
 
     def window(self, inputs: list[Shape]) -> tuple[int, int, int, int]:
         _, h, w = inputs[0]

@@ -73,6 +73,10 @@ CASES = {
         "          - repeat: 30\n            layers: [{type: relu}]\n" + TAIL,
         ["spec.yaml:5:13: layers[0]: repeat: 30 x 900 layers = 27,000 exceeds the limit of 10,000 layers"],
     ),
+    "adaptive pool output over the limit": (
+        HEAD + "layers:\n  - {type: adaptive_avg_pool, output: 100000000}\n  - {type: global_avg_pool}\n",
+        ["spec.yaml:5:5: layers[0] (aavgpool1): output 100000000x100000000 exceeds the limit of 16,384 a side"],
+    ),
     "repeat count over the limit": (
         HEAD + "layers:\n  - repeat: 1000000000\n    layers: [{type: relu}]\n" + TAIL,
         ["spec.yaml:5:13: layers[0]: repeat: 1,000,000,000 exceeds the limit of 10,000"],
