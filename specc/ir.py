@@ -18,6 +18,7 @@ from typing import Any
 
 from specc.errors import UNKNOWN_POS, Diagnostic, SourcePos, did_you_mean
 from specc.ops import LayerOp
+from specc.reserved import RESERVED_NAMES
 
 INPUT = "input"
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -271,6 +272,16 @@ def lint(graph: Graph) -> list[Diagnostic]:
                     node.path,
                     f"invalid layer name '{node.name}' — expected letters, digits and _"
                     f" (not starting with a digit, not '{INPUT}')",
+                    node.name,
+                )
+            )
+        elif node.name in RESERVED_NAMES:
+            problems.append(
+                Diagnostic(
+                    node.pos_of("name"),
+                    node.path,
+                    f"layer name '{node.name}' is reserved — every layer becomes an attribute of the PyTorch"
+                    " module, and this name is a Python keyword or one of the module's own: rename the layer",
                     node.name,
                 )
             )

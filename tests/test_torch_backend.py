@@ -283,7 +283,8 @@ layers:
   - {{name: {name}, type: conv, filters: 2, kernel: 4}}
   - {{type: flatten}}
 """
-    with pytest.raises(SpecError, match=rf"<string>:5:\d+: layers\[0\] \({name}\): layer name '{name}' clashes"):
+    # refused by the spec check already (specc.reserved), so `specc check` and `build` agree
+    with pytest.raises(SpecError, match=rf"<string>:5:\d+: layers\[0\] \({name}\): layer name '{name}' is reserved"):
         build(text)
 
 
@@ -295,3 +296,14 @@ def test_the_backend_builds_a_graph_and_the_api_builds_a_spec():
     assert all(torch.equal(a, b) for a, b in zip(from_graph.state_dict().values(), from_path.state_dict().values()))
     with pytest.raises(TypeError, match=r"takes a Graph, not str: use specc.build\(spec\)"):
         specc_torch.build(str(ALLCNN_C))
+
+
+def test_the_cores_reserved_names_cover_what_the_pytorch_module_has():
+    """`specc check` refuses layer names that `specc_torch.build` could not make attributes."""
+    import keyword
+
+    from specc.reserved import RESERVED_NAMES
+    from specc_torch.module import SpeccModule, _reserved_names
+
+    torch_side = set(_reserved_names()) | {n for n in dir(SpeccModule) if not n.startswith("__")}
+    assert torch_side | set(keyword.kwlist) <= RESERVED_NAMES
