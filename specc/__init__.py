@@ -7,7 +7,7 @@ ONNX, trains it and explains it. The core imports neither torch nor onnx.
 
 from __future__ import annotations
 
-from specc.api import CheckResult, build, check, fmt, load, summary
+from specc.api import CheckResult, build, check, fmt, from_onnx, from_torch, load, summary
 from specc.errors import Diagnostic, SourcePos, SpecError, UserError
 from specc.ir import Graph, Node
 from specc.version import __version__
@@ -23,6 +23,8 @@ __all__ = [
     "build",
     "check",
     "fmt",
+    "from_onnx",
+    "from_torch",
     "load",
     "summary",
     "__version__",

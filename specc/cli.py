@@ -22,9 +22,12 @@ COMMANDS = (
     "schema",
     "transform",
     "compile",
+    "import",
     "predict",
     "train",
     "eval",
+    "quantize",
+    "bench",
     "visualize",
     "ablate",
 )

@@ -1,0 +1,187 @@
+"""The importer's walk: every ONNX node, in graph order, is covered by one pattern (a specc
+layer), passed through (Dropout, Identity), or skipped as a shape computation; anything else
+is refused in one line naming the node, its op_type and the reason. The result is checked the
+way a spec is: canonical YAML loaded back, shapes inferred and compared with ONNX's, and every
+weight against the shape its op declares."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from pydantic import ValidationError
+
+from specc.emit import to_yaml
+from specc.errors import SpecError, UserError
+from specc.ir import INPUT, NAME_RE, Graph, Node, lint
+from specc.ops import OPS
+from specc.shapes import infer
+from specc.spec import load_graph_text
+from specc_onnx.importer.match import Match, NoMatch, Pattern
+from specc_onnx.importer.patterns_activations import PATTERNS as ACTIVATION_PATTERNS
+from specc_onnx.importer.patterns_layers import PATTERNS as LAYER_PATTERNS
+from specc_onnx.importer.patterns_structure import PASS_THROUGH
+from specc_onnx.importer.patterns_structure import PATTERNS as STRUCTURE_PATTERNS
+from specc_onnx.importer.view import ModelView, OnnxNode
+
+PATTERNS: dict[str, Pattern] = {**LAYER_PATTERNS, **ACTIVATION_PATTERNS, **STRUCTURE_PATTERNS}
+# The last part of an exporter's node name that only repeats the op (`conv1/conv` from specc,
+# `/layer1/conv1/Conv` or `/relu/Relu_1` from PyTorch): dropped from the layer's name.
+_GENERIC_PARTS = ("conv", "linear")
+
+
+def refusal(label: str, node: OnnxNode, reason: str) -> UserError:
+    return UserError(f"{label}: node {node.label()} ({node.op_type}): {reason}")
+
+
+def import_view(view: ModelView, label: str, name: str | None = None) -> tuple[Graph, dict[str, np.ndarray]]:
+    """The specc graph and weights (state_dict names, float32 numpy) of a checked model."""
+    values: dict[str, str] = {view.input_name: INPUT}
+    covered: set[int] = set()
+    nodes: list[Node] = []
+    weights: dict[str, np.ndarray] = {}
+    for onnx_node in view.nodes:
+        if onnx_node.index in covered or all(o in view.shape_only for o in onnx_node.outputs if o):
+            continue  # part of a layer already found, or a shape computation (a Reshape reads it)
+        if onnx_node.op_type in PASS_THROUGH:
+            values[onnx_node.output] = _layer_of(values, onnx_node.inputs[0], label, onnx_node)
+            continue
+        pattern = PATTERNS.get(onnx_node.op_type)
+        if pattern is None:
+            raise refusal(label, onnx_node, "specc has no layer for this op")
+        match = pattern(view, onnx_node)
+        if isinstance(match, NoMatch):
+            raise refusal(label, onnx_node, match.reason)
+        covered.update(n.index for n in match.nodes)
+        layer = _node(match, values, {n.name for n in nodes}, label)
+        nodes.append(layer)
+        values[match.output] = layer.name
+        weights.update({f"{layer.name}.{k}": np.array(v, dtype=np.float32) for k, v in match.weights.items()})
+    graph = _graph(view, nodes, values, label, name)
+    _check_weights(graph, weights, label)
+    return graph, weights
+
+
+def _layer_of(values: dict[str, str], value: str, label: str, node: OnnxNode) -> str:
+    if value not in values:
+        raise refusal(label, node, f"it reads '{value}', which is not the output of a layer specc imports")
+    return values[value]
+
+
+def _node(match: Match, values: dict[str, str], taken: set[str], label: str) -> Node:
+    cls = OPS[match.op["type"]]
+    try:
+        op = cls.model_validate(match.op)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise refusal(label, match.anchor, f"{match.op['type']} {where}: {error['msg']}") from None
+    inputs = tuple(_layer_of(values, v, label, match.anchor) for v in match.inputs)
+    return Node(layer_name(match.anchor, cls.name_prefix, taken), op, inputs)
+
+
+def layer_name(node: OnnxNode, prefix: str, taken: set[str]) -> str:
+    """A valid, unused layer name from an ONNX node name (`/layer1/layer1.0/conv1/Conv` ->
+    `layer1_0_conv1`, `conv3/conv` -> `conv3`); the op's prefix and a number without one."""
+    parts = [p for p in node.name.split("/") if p]
+    if len(parts) > 1 and _repeats_op(parts[-1], node.op_type):
+        parts = parts[:-1]
+    elif len(parts) == 1 and re.fullmatch(rf"{node.op_type}(_\d+)?", parts[0]):
+        parts = []  # `/Reshape`, `Relu_3`: a name that says nothing but the op
+    # PyTorch scopes repeat their parent: /layer1/layer1.0/conv1 is module layer1.0.conv1.
+    parts = [p for i, p in enumerate(parts) if not (i + 1 < len(parts) and parts[i + 1].startswith(p + "."))]
+    base = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", "_".join(parts))).strip("_")
+    if base and not NAME_RE.match(base):
+        base = f"{prefix}_{base}"  # `0_conv` -> `conv_0_conv`: names start with a letter
+    if base == INPUT:
+        base = f"{prefix}_input"
+    if not base:  # numbered as the spec's own auto names are: flatten1, flatten2, ...
+        i = 1
+        while f"{prefix}{i}" in taken:
+            i += 1
+        return f"{prefix}{i}"
+    if not _allowed(base):  # a Python keyword, or a name torch.nn.Module uses itself
+        base = f"{base}_layer"
+    name, i = base, 2
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    return name
+
+
+def _allowed(name: str) -> bool:
+    """Whether the spec language accepts `name` for a layer (asked of `lint`, which knows the
+    reserved names)."""
+    probe = Graph("probe", (1, 1, 1), None, (Node(name, OPS["identity"](), (INPUT,)),))
+    return not lint(probe)
+
+
+def _repeats_op(part: str, op_type: str) -> bool:
+    lowered = part.lower()
+    return lowered in _GENERIC_PARTS or re.fullmatch(rf"{op_type.lower()}(_\d+)?", lowered) is not None
+
+
+def _graph(view: ModelView, nodes: list[Node], values: dict[str, str], label: str, name: str | None) -> Graph:
+    if not nodes:
+        raise UserError(f"{label}: no layers — the model computes nothing specc imports")
+    outputs = []
+    for value in view.outputs:
+        layer = values.get(value)
+        if layer is None or layer == INPUT:
+            raise UserError(f"{label}: output '{value}' is not computed by a layer — nothing to import")
+        outputs.append(layer)
+    classes = None
+    out_shape = view.output_shapes[0] if len(outputs) == 1 else ()
+    if len(out_shape) == 2 and isinstance(out_shape[1], int):
+        classes = out_shape[1]  # the model ends in a flat vector of class scores
+    listed = tuple(outputs) if len(outputs) > 1 or outputs[-1] != nodes[-1].name else ()
+    graph = Graph(
+        name=_graph_name(name or view.name),
+        input_shape=view.input_shape,
+        classes=classes,
+        nodes=tuple(nodes),
+        description=" ".join(view.description.split()),
+        labels=view.labels if classes is not None and view.labels and len(view.labels) == classes else None,
+        outputs=listed,
+    )
+    try:  # what a spec goes through: the text it will be written as must load back the same
+        loaded = load_graph_text(to_yaml(graph), f"{label} (imported)")
+        shapes = infer(loaded).shapes
+    except SpecError as exc:
+        raise UserError(f"{label}: the imported network is not a valid spec: {exc.diagnostics[0].message}") from None
+    _compare_shapes(view, loaded, shapes, values, label)
+    return loaded
+
+
+def _graph_name(text: str) -> str:
+    name = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", text)).strip("_")
+    return name if name and NAME_RE.match(name) else f"imported_{name}" if name else "imported"
+
+
+def _compare_shapes(view: ModelView, graph: Graph, shapes: dict, values: dict[str, str], label: str) -> None:
+    """Every layer's per-sample shape as specc infers it equals ONNX's, where ONNX knows it."""
+    for value, layer in values.items():
+        onnx_shape = view.shape(value)
+        if layer == INPUT or not onnx_shape or not all(isinstance(d, int) for d in onnx_shape[1:]):
+            continue
+        if tuple(onnx_shape[1:]) != tuple(shapes[layer]):
+            theirs, ours = "x".join(map(str, onnx_shape[1:])), "x".join(map(str, shapes[layer]))
+            raise UserError(
+                f"{label}: layer {layer} would compute {ours}, the ONNX model {theirs} (value '{value}')"
+                " — not imported, as the spec would compute something else"
+            )
+
+
+def _check_weights(graph: Graph, weights: dict[str, np.ndarray], label: str) -> None:
+    shapes = infer(graph).shapes
+    for node in graph.nodes:
+        declared = node.op.weights([shapes[i] for i in node.inputs])
+        for suffix, shape in declared.items():
+            key = f"{node.name}.{suffix}"
+            array = weights.get(key)
+            if array is None:
+                raise UserError(f"{label}: layer {node.name} needs '{key}', which the model does not store")
+            if tuple(array.shape) != tuple(shape):
+                if array.size == int(np.prod(shape)):
+                    weights[key] = array.reshape(shape)
+                    continue
+                raise UserError(f"{label}: '{key}' has shape {tuple(array.shape)}, layer {node.name} needs {shape}")

@@ -1,0 +1,216 @@
+"""A read-only view of an ONNX model for the importer: nodes in order, who produces and who
+reads each value, constant values, and the shape of every value after strict shape inference.
+
+The model is checked first (`onnx.checker`, then shape inference in strict mode, falling back
+to the lenient mode only where strict inference cannot run), so that the patterns work on a
+valid graph and every refusal is about specc, not about a broken file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from specc.errors import UserError
+from specc_onnx.metadata import PREFIX
+
+MIN_OPSET = 11
+LABELS_KEY = f"{PREFIX}labels"
+# Nodes that only compute shapes and indices; exporters leave chains of them before a Reshape
+# (`x.view(x.size(0), -1)` becomes Shape -> Gather -> Unsqueeze -> Concat -> Reshape).
+SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Constant", "Mul", "Div", "Size"}
+
+
+@dataclass(frozen=True)
+class OnnxNode:
+    """One ONNX node as plain data: its attributes decoded, its position in the graph."""
+
+    index: int
+    name: str
+    op_type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: dict = field(hash=False, compare=False)
+
+    @property
+    def output(self) -> str:
+        return self.outputs[0]
+
+    def label(self) -> str:
+        """How a message names the node: its name, or its position when it has none."""
+        return self.name or f"#{self.index} ({self.op_type})"
+
+
+@dataclass
+class ModelView:
+    """The graph as the patterns read it."""
+
+    name: str
+    description: str
+    input_name: str
+    input_shape: tuple[int, int, int]
+    outputs: tuple[str, ...]
+    output_shapes: tuple[tuple, ...]
+    nodes: list[OnnxNode]
+    consts: dict[str, np.ndarray]
+    shapes: dict[str, tuple]  # value -> dims (int, or str for a symbolic/unknown dim)
+    producer: dict[str, OnnxNode] = field(default_factory=dict)
+    readers: dict[str, list[OnnxNode]] = field(default_factory=dict)
+    shape_only: set[str] = field(default_factory=set)  # values that depend on no data
+    labels: tuple[str, ...] | None = None  # class names a specc-emitted model records
+
+    def consumers(self, value: str) -> list[OnnxNode]:
+        return self.readers.get(value, [])
+
+    def const(self, value: str) -> np.ndarray | None:
+        return self.consts.get(value)
+
+    def shape(self, value: str) -> tuple:
+        """The value's dims; empty when shape inference does not know them."""
+        return self.shapes.get(value, ())
+
+    def is_output(self, value: str) -> bool:
+        return value in self.outputs
+
+
+def load_model(source: str | Path | bytes | onnx.ModelProto, label: str = "") -> tuple[onnx.ModelProto, str]:
+    """The model and how messages name it, from a path, serialised bytes or a ModelProto."""
+    if isinstance(source, onnx.ModelProto):
+        return source, label or "<model>"
+    if isinstance(source, bytes):
+        label = label or "<model>"
+        try:
+            return onnx.load_from_string(source), label
+        except Exception as exc:  # noqa: BLE001 - protobuf raises several types for bad bytes
+            raise UserError(f"{label}: not an ONNX model ({type(exc).__name__})") from None
+    path = Path(source)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
+    try:
+        return onnx.load(str(path)), str(path)
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
+
+
+def checked_view(model: onnx.ModelProto, label: str) -> ModelView:
+    """Check the model, infer its shapes and build the view; one-line refusals."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < MIN_OPSET:
+        raise UserError(f"{label}: opset {opset} — specc imports opset {MIN_OPSET} or newer (re-export it)")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # noqa: BLE001 - ValidationError and friends
+        raise UserError(f"{label}: the ONNX checker refuses it: {_first_line(exc)}") from None
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception:  # noqa: BLE001 - strict inference fails on some valid models: use the lenient mode
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"{label}: ONNX shape inference fails: {_first_line(exc)}") from None
+    return _view(inferred, label)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def short_float(value: float) -> float:
+    """A float32 attribute as the shortest decimal that reads back as it (1e-05, not
+    9.999999747378752e-06): what a spec would have said."""
+    return float(str(np.float32(value)))
+
+
+def _short(value):
+    if isinstance(value, float):
+        return short_float(value)
+    if isinstance(value, list) and value and isinstance(value[0], float):
+        return [short_float(v) for v in value]
+    return value
+
+
+def _dims(value_info) -> tuple:
+    if not value_info.type.HasField("tensor_type") or not value_info.type.tensor_type.HasField("shape"):
+        return ()
+    return tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in value_info.type.tensor_type.shape.dim
+    )
+
+
+def _view(model: onnx.ModelProto, label: str) -> ModelView:
+    graph = model.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in consts]
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs) or "none"
+        raise UserError(f"{label}: {len(inputs)} graph inputs ({names}) — specc networks take one image input")
+    shape = _dims(inputs[0])
+    if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+        text = "x".join(str(d) for d in shape) or "unknown"
+        raise UserError(
+            f"{label}: input '{inputs[0].name}' has shape {text} — specc imports one NxCxHxW image input"
+            " with fixed C, H and W"
+        )
+    shapes = {vi.name: _dims(vi) for vi in (*graph.input, *graph.value_info, *graph.output)}
+    nodes = []
+    for i, node in enumerate(graph.node):
+        if node.domain not in ("", "ai.onnx"):
+            raise UserError(
+                f"{label}: node {node.name or i} ({node.domain}::{node.op_type}): a custom-domain op — not supported"
+            )
+        attrs = {a.name: _short(helper.get_attribute_value(a)) for a in node.attribute}
+        nodes.append(OnnxNode(i, node.name, node.op_type, tuple(node.input), tuple(node.output), attrs))
+        if node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        elif node.op_type == "Identity" and node.input[0] in consts:  # exporters alias shared weights
+            consts[node.output[0]] = consts[node.input[0]]
+    view = ModelView(
+        name=graph.name,
+        description=graph.doc_string,
+        input_name=inputs[0].name,
+        input_shape=(int(shape[1]), int(shape[2]), int(shape[3])),
+        outputs=tuple(o.name for o in graph.output),
+        output_shapes=tuple(_dims(o) for o in graph.output),
+        nodes=nodes,
+        consts=consts,
+        shapes=shapes,
+    )
+    for node in nodes:
+        for out in node.outputs:
+            view.producer[out] = node
+        for value in node.inputs:
+            if value:
+                view.readers.setdefault(value, []).append(node)
+    view.shape_only = _shape_only_values(view)
+    view.labels = _labels({p.key: p.value for p in model.metadata_props})
+    return view
+
+
+def _labels(props: dict[str, str]) -> tuple[str, ...] | None:
+    """`specc.labels` of the metadata (`specc_onnx.metadata`), when it is a list of names."""
+    try:
+        labels = json.loads(props.get(LABELS_KEY, "null"))
+    except ValueError:
+        return None
+    if isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels):
+        return tuple(labels)
+    return None
+
+
+def _shape_only_values(view: ModelView) -> set[str]:
+    """Values computed from constants and tensor shapes alone (never from pixel data)."""
+    static = set(view.consts)
+    for node in view.nodes:
+        if node.op_type == "Shape" or (
+            node.op_type in SHAPE_OPS and all(v in static for v in node.inputs if v) and node.inputs
+        ):
+            static.update(node.outputs)
+        elif node.op_type == "Constant":
+            static.update(node.outputs)
+    return static

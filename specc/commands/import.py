@@ -1,0 +1,247 @@
+"""`specc import`: an ONNX model, or a PyTorch module through ONNX export, to a spec and a
+specc checkpoint of its weights. The mirror image of `specc compile`; the patterns that read
+the ONNX graph live in the ONNX backend (`specc_onnx.importer`)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import sys
+from collections import Counter
+from pathlib import Path
+
+from specc.checkpoint_io import CHECKPOINT_FORMAT
+from specc.commands.common import add_command
+from specc.emit import spec_hash, to_yaml
+from specc.errors import UserError
+from specc.fileio import write_files
+from specc.ir import Graph
+from specc.shapes import infer
+from specc.summary import human_bytes
+from specc.version import __version__
+
+DEFAULT_INPUT = "3x224x224"
+# Graph names exporters write when the model had none: the file's or module's name is better.
+_GENERIC_NAMES = ("main_graph", "torch_jit", "torch-jit-export", "")
+
+
+def register(sub) -> None:
+    p = add_command(
+        sub,
+        "import",
+        "import an ONNX model (or a PyTorch module) as a spec and a checkpoint",
+        """
+specc import model.onnx                                # model.yaml + model.pt
+specc import model.onnx -o specs/net.yaml --weights-out runs/net/imported.pt --name net
+specc import --torch mynets.py:make_model --input 3x32x32
+specc import --torch torchvision.models:alexnet --input 3x224x224 --force
+""",
+        description=(
+            "Read an ONNX model (opset 11 or newer; checked, shapes inferred strictly) and write the"
+            " spec it computes, with a comment saying where it came from, and a specc checkpoint of its"
+            " weights. Each ONNX node is matched by one pattern (conv with its activation, linear,"
+            " pools, batch_norm, add, concat, ...); a node specc cannot represent exactly is refused in"
+            " one line naming it. --torch exports a PyTorch module to ONNX in memory and imports that."
+            " Both files are written atomically, together, and never overwritten without --force."
+        ),
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("model", nargs="?", metavar="MODEL.onnx", help="the ONNX model to import")
+    source.add_argument(
+        "--torch",
+        metavar="MODULE:CALLABLE",
+        help="a PyTorch module to export and import: path/to/file.py:make_model or package.module:make_model"
+        " (a module instance, a class or a function returning the module)",
+    )
+    p.add_argument(
+        "--input",
+        default=None,
+        metavar="CxHxW",
+        help=f"the example input of --torch, per sample (default {DEFAULT_INPUT})",
+    )
+    p.add_argument("-o", "--out", metavar="SPEC.yaml", help="the spec to write (default: <name>.yaml)")
+    p.add_argument("--weights-out", metavar="CKPT", help="the checkpoint to write (default: the spec's path, .pt)")
+    p.add_argument("--name", help="the network's name (default: the ONNX graph's, the file's or the module's)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.input is not None and not args.torch:
+        raise UserError("--input: only with --torch (an ONNX model records its input shape)")
+    if args.name is not None and not args.name.isidentifier():
+        raise UserError(f"--name {args.name}: expected letters, digits and _ (not starting with a digit)")
+    if args.torch:
+        graph, weights, origin = _from_torch(args.torch, args.input or DEFAULT_INPUT, args.name)
+    else:
+        graph, weights, origin = _from_onnx(Path(args.model), args.name)
+    spec_path = Path(args.out) if args.out else Path(f"{graph.name}.yaml")
+    weights_path = Path(args.weights_out) if args.weights_out else spec_path.with_suffix(".pt")
+    _check_destinations([spec_path, weights_path], args.force)
+
+    spec_text = to_yaml(graph)
+    header = f"# imported by specc {__version__} from {origin}\n# weights: {weights_path}\n"
+    checkpoint = _checkpoint(graph, weights, spec_text)
+    import torch
+
+    sizes = write_files(
+        {
+            spec_path: (header + spec_text).encode("utf-8"),
+            weights_path: lambda f: torch.save(checkpoint, f),
+        }
+    )  # both or neither
+    print(_summary(graph, weights, origin))
+    print("wrote:")
+    for path, size in sizes.items():
+        print(f"  {path}  ({human_bytes(size)})")
+    return 0
+
+
+def _from_onnx(path: Path, name: str | None):
+    from specc_onnx.importer import import_onnx
+
+    graph, weights = import_onnx(path, name=name or _default_name(path))
+    return graph, weights, str(path)
+
+
+def _default_name(path: Path) -> str | None:
+    """The ONNX graph's own name unless it is an exporter's placeholder; then the file's."""
+    import onnx
+
+    try:
+        graph_name = onnx.load(str(path), load_external_data=False).graph.name
+    except Exception:  # noqa: BLE001 - the importer reports an unreadable file itself
+        return None
+    return path.stem if graph_name in _GENERIC_NAMES else None
+
+
+def _from_torch(ref: str, input_text: str, name: str | None):
+    try:
+        import torch
+
+        from specc_onnx.importer import import_onnx
+        from specc_torch.export import to_onnx_bytes
+    except ImportError as exc:
+        raise UserError(f"--torch needs PyTorch and onnx ({exc}) — pip install 'specc[torch]'") from None
+    shape = _parse_input(input_text)
+    model = load_module(ref)
+    generator = torch.Generator().manual_seed(0)
+    example = torch.randn((1, *shape), generator=generator)
+    try:
+        data = to_onnx_bytes(model, example)
+    except UserError as exc:
+        raise UserError(f"--torch {ref}: {exc}") from None
+    default = type(model).__name__
+    graph, weights = import_onnx(data, name=name or default, label=f"--torch {ref}")
+    return graph, weights, f"PyTorch {ref} (exported to ONNX, input {input_text})"
+
+
+def _parse_input(text: str) -> tuple[int, int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise UserError(f"--input {text}: expected CxHxW with positive integers, e.g. 3x224x224")
+    c, h, w = (int(p) for p in parts)
+    return c, h, w
+
+
+def load_module(ref: str):
+    """The torch.nn.Module that `ref` (`path/to/file.py:name` or `package.module:name`) names:
+    a module instance, or a class or function called with no arguments. Any error in the
+    user's code is one line naming the module."""
+    from torch import nn
+
+    where, sep, attr = ref.rpartition(":")
+    if not sep or not where or not attr.isidentifier():
+        raise UserError(f"--torch {ref}: expected MODULE:CALLABLE, e.g. nets.py:make_model or mypkg.nets:make_model")
+    module = _import_user_module(ref, where)
+    if not hasattr(module, attr):
+        raise UserError(f"--torch {ref}: {where} has no '{attr}'")
+    obj = getattr(module, attr)
+    if not isinstance(obj, nn.Module):
+        if not callable(obj):
+            raise UserError(f"--torch {ref}: '{attr}' is neither a module nor callable")
+        try:
+            obj = obj()
+        except Exception as exc:  # noqa: BLE001 - the user's code: one line naming it
+            raise UserError(f"--torch {ref}: calling {attr}() fails: {_one_line(exc)}") from None
+    if not isinstance(obj, nn.Module):
+        raise UserError(f"--torch {ref}: {attr}() returns {type(obj).__name__}, expected a torch.nn.Module")
+    return obj
+
+
+def _import_user_module(ref: str, where: str):
+    is_file = where.endswith(".py") or "/" in where or "\\" in where
+    path = Path(where)
+    if is_file and not path.is_file():
+        raise UserError(f"--torch {ref}: {where}: no such file")
+    folder = str(path.resolve().parent) if is_file else str(Path.cwd())
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)  # so that the user's module can import its neighbours
+    try:
+        if not is_file:
+            return importlib.import_module(where)
+        spec = importlib.util.spec_from_file_location(f"specc_user_{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise UserError(f"--torch {ref}: {where}: not a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses and pickling look the module up by name
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(spec.name, None)
+            raise
+        return module
+    except UserError:
+        raise
+    except ModuleNotFoundError as exc:
+        if exc.name == where or (exc.name and where.startswith(exc.name + ".")):
+            raise UserError(f"--torch {ref}: no module named {where}") from None
+        raise UserError(f"--torch {ref}: importing {where} fails: {_one_line(exc)}") from None
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code: one line naming it
+        raise UserError(f"--torch {ref}: importing {where} fails: {_one_line(exc)}") from None
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(folder)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _check_destinations(paths: list[Path], force: bool) -> None:
+    if paths[0].resolve() == paths[1].resolve():
+        raise UserError(f"{paths[0]}: the spec and the checkpoint would be the same file — pass --weights-out")
+    folders = [str(p) for p in paths if p.is_dir()]
+    if folders:
+        raise UserError(f"{', '.join(folders)}: a folder is in the way of the file to write — remove or rename it")
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise UserError(f"{', '.join(existing)} already {verb} — pass --force to overwrite")
+
+
+def _checkpoint(graph: Graph, weights: dict, spec_text: str) -> dict:
+    """A specc checkpoint (`specc.checkpoint_io`): what `compile --weights`, `eval` and
+    `train --init` read."""
+    import torch
+
+    state = {key: torch.from_numpy(array.copy()) for key, array in weights.items()}
+    return {"format": CHECKPOINT_FORMAT, "model": state, "spec": spec_text, "spec_hash": spec_hash(graph)}
+
+
+def _summary(graph: Graph, weights: dict, origin: str) -> str:
+    counts = Counter(node.type for node in graph.nodes)
+    kinds = ", ".join(f"{kind} {n}" for kind, n in counts.most_common())
+    params = sum(int(a.size) for a in weights.values())
+    c, h, w = graph.input_shape
+    out = infer(graph).shapes[graph.output.name]
+    classes = f", {graph.classes} classes" if graph.classes is not None else ""
+    return (
+        f"imported {origin}\n"
+        f"  {graph.name}: input {c}x{h}x{w} -> {'x'.join(map(str, out))}{classes};"
+        f" {len(graph.nodes)} layers ({kinds}); {params:,} weights"
+    )
