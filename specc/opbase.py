@@ -253,3 +253,11 @@ class _Windowed(LayerOp):
         stride = "" if (sh, sw) == (1, 1) else (f"/{sh}" if sh == sw else f"/{sh}x{sw}")
         pad = self.padding if isinstance(self.padding, str) else f"pad {self.padding}"
         return f"{_dims(kh, kw)}{stride} {pad}"
+
+
+class _Activation(LayerOp):
+    """A pointwise activation: unchanged shape, no weights, fusable into conv/linear."""
+
+    pointwise: ClassVar[bool] = True
+    head_layer: ClassVar[bool] = True
+    fusable: ClassVar[bool] = True

@@ -26,6 +26,7 @@ from specc.opbase import (  # noqa: F401 - re-exported: the op table's public vo
     PosInt,
     Shape,
     ShapeError,
+    _Activation,
     _dims,
     _pair,
     _spatial,
@@ -39,23 +40,17 @@ from specc.ops_pooling import CLASSES as POOLING_CLASSES
 
 
 # -- activations: standalone layers, and the `activation:` a conv/linear layer may fuse ------
-class ReLU(LayerOp):
+class ReLU(_Activation):
     name_prefix: ClassVar[str] = "relu"
     doc: ClassVar[str] = "rectified linear unit"
-    pointwise: ClassVar[bool] = True
-    head_layer: ClassVar[bool] = True
     rectifier: ClassVar[bool] = True
-    fusable: ClassVar[bool] = True
     type: Literal["relu"] = "relu"
 
 
-class LeakyReLU(LayerOp):
+class LeakyReLU(_Activation):
     name_prefix: ClassVar[str] = "lrelu"
     doc: ClassVar[str] = "leaky rectified linear unit"
-    pointwise: ClassVar[bool] = True
-    head_layer: ClassVar[bool] = True
     rectifier: ClassVar[bool] = True
-    fusable: ClassVar[bool] = True
     type: Literal["leaky_relu"] = "leaky_relu"
     slope: float = Field(0.01, ge=0, description="the negative slope, a number >= 0")
 

@@ -19,15 +19,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from specc.opbase import LayerOp
-
-
-class _Activation(LayerOp):
-    """A pointwise activation: unchanged shape, no weights, fusable into conv/linear."""
-
-    pointwise: ClassVar[bool] = True
-    head_layer: ClassVar[bool] = True
-    fusable: ClassVar[bool] = True
+from specc.opbase import LayerOp, _Activation
 
 
 class Sigmoid(_Activation):
