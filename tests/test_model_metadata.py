@@ -98,3 +98,14 @@ def test_compile_refuses_a_huge_fixed_batch(model, capsys):
     spec = model.with_name("small.yaml")
     err = refusal(capsys, "compile", str(spec), "--batch", str(10**11), "-o", str(model.parent / "b"))
     assert err == "error: --batch 100000000000: exceeds the limit of 65,536 (or 'dynamic')"
+
+
+def test_predict_refuses_an_explanation_model_in_one_line(tmp_path, image, capsys):
+    (tmp_path / "small.yaml").write_text(SPEC)
+    spec = str(tmp_path / "small.yaml")
+    assert (
+        main(["compile", spec, "--target", "onnx", "--explain", "guided", "--layer", "conv1", "-o", str(tmp_path)]) == 0
+    )
+    path = tmp_path / "small.guided.conv1.onnx"
+    err = refusal(capsys, "predict", str(path), str(image))
+    assert err.startswith(f"error: {path}: an explanation model (`specc compile --explain`)")

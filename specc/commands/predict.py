@@ -52,6 +52,12 @@ def run(args) -> int:
     import numpy as np
 
     meta = read_metadata(args.model)  # one clear line for a corrupt or non-specc file
+    if "explain" in meta.extra:
+        raise UserError(
+            f"{args.model}: an explanation model (`specc compile --explain`), which computes maps, not class"
+            " scores — run it with onnxruntime (outputs: reconstruction, activation), or predict with the"
+            " model `specc compile` wrote without --explain"
+        )
     if meta.classes is None:
         raise UserError(
             f"{args.model}: predict ranks class scores, but spec '{meta.name}' has no classes"
