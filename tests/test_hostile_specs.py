@@ -116,3 +116,19 @@ def test_special_files_as_spec_and_as_base(special, tmp_path, monkeypatch, capsy
     assert main(["check", "child.yaml"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"child.yaml:1:7: base: '{target}' {kind} — expected a spec file"
+
+
+@pytest.mark.parametrize("command", [["import"], ["bench"], ["predict", "-", "x.png"]])
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_model_commands_refuse_special_files(command, special, tmp_path, monkeypatch, capsys):
+    """A FIFO would block and /dev/zero never end: refused before reading, in one line."""
+    monkeypatch.chdir(tmp_path)
+    if special == "fifo":
+        os.mkfifo(tmp_path / "model.onnx")
+        special = "model.onnx"
+    argv = [command[0], special, *command[2:]] if command[0] == "predict" else [command[0], special]
+    started = time.perf_counter()
+    assert main(argv) == 2
+    assert time.perf_counter() - started < 20
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {special}: ") and "\n" not in err

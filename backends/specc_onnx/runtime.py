@@ -105,3 +105,5 @@ def _check_file(path: Path) -> None:
         raise UserError(f"{path}: no such file")
     if path.is_dir():
         raise UserError(f"{path}: is a folder, expected an .onnx file")
+    if not path.is_file():  # reading a FIFO blocks, /dev/zero never ends
+        raise UserError(f"{path}: is a special file (device, FIFO or socket), expected an .onnx file")

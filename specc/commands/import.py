@@ -109,6 +109,8 @@ def _default_name(path: Path) -> str | None:
     """The ONNX graph's own name unless it is an exporter's placeholder; then the file's."""
     import onnx
 
+    if not path.is_file():  # a FIFO or a device would block or never end: the importer refuses it
+        return None
     try:
         graph_name = onnx.load(str(path), load_external_data=False).graph.name
     except Exception:  # noqa: BLE001 - the importer reports an unreadable file itself
