@@ -29,7 +29,6 @@ class Step:
     layer: str  # the spec layer it belongs to: its weights, its module, its messages
     op: LayerOp
     inputs: tuple[str, ...]
-    fused: bool = False  # an activation taken off a conv/linear layer (it reads a fresh value)
 
     @property
     def kind(self) -> str:
@@ -49,7 +48,7 @@ def lower_node(node: Node) -> list[Step]:
     pre = pre_activation(node)
     return [
         Step(pre, node.name, node.op.without_activation(), node.inputs),
-        Step(node.name, node.name, activation, (pre,), fused=True),
+        Step(node.name, node.name, activation, (pre,)),
     ]
 
 

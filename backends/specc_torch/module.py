@@ -75,7 +75,7 @@ def plan(graph: Graph, output: str) -> list[Step]:
         free = tuple(sorted({s for s in step.inputs if last_use[s] == i and s not in targets}))
         first = step.inputs[0] if step.inputs else INPUT
         inplace = first in free and first in fresh and step.inputs.count(first) == 1
-        steps.append(Step(step.name, step.layer, step.op, step.inputs, step.fused, free, inplace))
+        steps.append(Step(step.name, step.layer, step.op, step.inputs, free, inplace))
     return steps
 
 
