@@ -51,13 +51,16 @@ layers:
 
 
 def randomise_bn(model):
+    # A private generator: drawn from the global RNG, the statistics (and so whether a unit is
+    # dead) depended on which tests ran before.
+    g = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-0.5, 0.5, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.uniform_(-0.5, 0.5, generator=g)
     return model
 
 
