@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 from test_pooling_norm import net, ort, randomised
 
 from specc_explain_onnx import check_explain_model, emit_explain
-from specc_explain_onnx.emit import OnnxGrad
+from specc_explain_onnx.grad import OnnxGrad
 from specc_torch.weights import state_dict_numpy
 from specc_viz import METHODS, explain
 from specc_viz.replay import TorchGrad

@@ -11,6 +11,7 @@ max-pooling switches) — so onnxruntime alone produces the maps. Like `specc_on
 from __future__ import annotations
 
 from specc.backward import METHODS
-from specc_explain_onnx.emit import MASK_INPUT, MIN_OPSET, OnnxGrad, check_explain_model, emit_explain
+from specc_explain_onnx.emit import MASK_INPUT, MIN_OPSET, check_explain_model, emit_explain
+from specc_explain_onnx.grad import OnnxGrad
 
 __all__ = ["MASK_INPUT", "METHODS", "MIN_OPSET", "OnnxGrad", "check_explain_model", "emit_explain"]
