@@ -35,50 +35,9 @@ from specc.opbase import (  # noqa: F401 - re-exported: the op table's public vo
     _Windowed,
 )
 from specc.ops_activations import CLASSES as ACTIVATION_CLASSES
+from specc.ops_activations import LeakyReLU, PReLU, ReLU
 from specc.ops_norm import CLASSES as NORM_CLASSES
 from specc.ops_pooling import CLASSES as POOLING_CLASSES
-
-
-# -- activations: standalone layers, and the `activation:` a conv/linear layer may fuse ------
-class ReLU(_Activation):
-    name_prefix: ClassVar[str] = "relu"
-    doc: ClassVar[str] = "rectified linear unit"
-    rectifier: ClassVar[bool] = True
-    type: Literal["relu"] = "relu"
-
-
-class LeakyReLU(_Activation):
-    name_prefix: ClassVar[str] = "lrelu"
-    doc: ClassVar[str] = "leaky rectified linear unit"
-    rectifier: ClassVar[bool] = True
-    type: Literal["leaky_relu"] = "leaky_relu"
-    slope: float = Field(0.01, ge=0, description="the negative slope, a number >= 0")
-
-    def describe(self) -> str:
-        return f"slope={self.slope:g}"
-
-
-class PReLU(LayerOp):
-    """Parametric ReLU: max(0, x) + a * min(0, x), with the negative slope `a` learned, one
-    per channel (or feature) or one shared by all (He et al. 2015)."""
-
-    name_prefix: ClassVar[str] = "prelu"
-    doc: ClassVar[str] = "parametric ReLU (learned negative slope)"
-    pointwise: ClassVar[bool] = True
-    head_layer: ClassVar[bool] = True
-    type: Literal["prelu"] = "prelu"
-    shared: bool = Field(False, description="true for one slope shared by all channels, false for one per channel")
-    init_slope: float = Field(0.25, description="the slopes' initial value, a number (PyTorch's default 0.25)")
-
-    def weights(self, inputs: list[Shape]) -> dict[str, Shape]:
-        return {"weight": (1 if self.shared else inputs[0][0],)}
-
-    def init_rule(self) -> tuple[str, dict]:
-        return ("constant", {"value": self.init_slope})
-
-    def describe(self) -> str:
-        return "shared slope" if self.shared else "slope per channel"
-
 
 # The activations a conv/linear layer may fuse (`specc.fusion`): a name, whose parameters come
 # from the layer's fields of the same name (`slope`), or a mapping `{type: elu, alpha: 0.5}`.

@@ -1,4 +1,5 @@
-"""The activation family of the op table: pointwise nonlinearities beyond ReLU.
+"""The activation family of the op table: ReLU, leaky ReLU and PReLU (the paper's rectifiers),
+and the pointwise nonlinearities beyond them (`CLASSES`).
 
 Each is a standalone layer (`{type: gelu}`) and may be a conv/linear layer's fused
 `activation:` (`activation: gelu`, or `activation: {type: elu, alpha: 0.5}` with parameters;
@@ -19,7 +20,48 @@ from typing import ClassVar, Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from specc.opbase import LayerOp, _Activation
+from specc.opbase import LayerOp, Shape, _Activation
+
+
+# -- the rectifiers of the paper and their parametric form -----------------------------------
+class ReLU(_Activation):
+    name_prefix: ClassVar[str] = "relu"
+    doc: ClassVar[str] = "rectified linear unit"
+    rectifier: ClassVar[bool] = True
+    type: Literal["relu"] = "relu"
+
+
+class LeakyReLU(_Activation):
+    name_prefix: ClassVar[str] = "lrelu"
+    doc: ClassVar[str] = "leaky rectified linear unit"
+    rectifier: ClassVar[bool] = True
+    type: Literal["leaky_relu"] = "leaky_relu"
+    slope: float = Field(0.01, ge=0, description="the negative slope, a number >= 0")
+
+    def describe(self) -> str:
+        return f"slope={self.slope:g}"
+
+
+class PReLU(LayerOp):
+    """Parametric ReLU: max(0, x) + a * min(0, x), with the negative slope `a` learned, one
+    per channel (or feature) or one shared by all (He et al. 2015)."""
+
+    name_prefix: ClassVar[str] = "prelu"
+    doc: ClassVar[str] = "parametric ReLU (learned negative slope)"
+    pointwise: ClassVar[bool] = True
+    head_layer: ClassVar[bool] = True
+    type: Literal["prelu"] = "prelu"
+    shared: bool = Field(False, description="true for one slope shared by all channels, false for one per channel")
+    init_slope: float = Field(0.25, description="the slopes' initial value, a number (PyTorch's default 0.25)")
+
+    def weights(self, inputs: list[Shape]) -> dict[str, Shape]:
+        return {"weight": (1 if self.shared else inputs[0][0],)}
+
+    def init_rule(self) -> tuple[str, dict]:
+        return ("constant", {"value": self.init_slope})
+
+    def describe(self) -> str:
+        return "shared slope" if self.shared else "slope per channel"
 
 
 class Sigmoid(_Activation):
