@@ -35,19 +35,9 @@ Writer = Callable[[BinaryIO], object]  # writes the content to an open binary fi
 
 def atomic_write(path: str | Path, write: Writer) -> int:
     """Call `write(file)` on a temporary file next to `path`, then move it into place.
-    Missing parent folders are created. Returns the size written, in bytes."""
+    Missing parent folders are created. Returns the size written, in bytes. (A set of one.)"""
     path = Path(path)
-    staged, size = _stage(path, write)
-    try:
-        os.replace(staged, path)
-    except OSError as exc:
-        _remove(staged)
-        raise _refusal(path, exc) from None
-    except BaseException:
-        _remove(staged)
-        raise
-    _sync_folder(path.parent)
-    return size
+    return write_files({path: write})[path]
 
 
 def write_bytes(path: str | Path, data: bytes) -> int:
