@@ -69,10 +69,11 @@ def make_session(model: str | Path | bytes | onnx.ModelProto, providers: list[st
         raise UserError(f"{source}: onnxruntime cannot load this model ({first})") from None
 
 
-def read_metadata(model: str | Path | bytes | onnx.ModelProto) -> SpeccMetadata:
+def read_metadata(model: str | Path | bytes | onnx.ModelProto, source: str | None = None) -> SpeccMetadata:
     """The specc metadata of a model file, its bytes or a ModelProto; a one-line UserError
-    for a file that is missing, not ONNX, or an ONNX model specc did not compile."""
-    source = str(model) if isinstance(model, (str, Path)) else "<model>"
+    for a file that is missing, not ONNX, or an ONNX model specc did not compile. `source`
+    names the model in messages (default: its path)."""
+    source = source or (str(model) if isinstance(model, (str, Path)) else "<model>")
     if not isinstance(model, onnx.ModelProto):
         model = load_model(model)
     props = {p.key: p.value for p in model.metadata_props}

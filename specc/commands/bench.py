@@ -46,14 +46,13 @@ def batch_list(text: str) -> tuple[int, ...]:
 
 def run(args) -> int:
     try:
-        from specc_onnx.metadata import parse_metadata
         from specc_onnx.quantize import benchmark
-        from specc_onnx.runtime import cpu_count, load_model
+        from specc_onnx.runtime import cpu_count, load_model, read_metadata
     except ImportError as exc:
         raise UserError(f"bench needs onnx and onnxruntime ({exc}) — pip install 'specc[onnx]'") from None
 
     model = load_model(args.model)
-    meta = parse_metadata({p.key: p.value for p in model.metadata_props}, args.model)  # one line for a non-specc model
+    meta = read_metadata(model, args.model)  # one line for a non-specc model
     dim = model.graph.input[0].type.tensor_type.shape.dim[0]
     if dim.HasField("dim_value") and set(args.batch) != {dim.dim_value}:
         raise UserError(f"--batch: {args.model} takes a fixed batch of {dim.dim_value} — pass --batch {dim.dim_value}")

@@ -89,14 +89,13 @@ def layer_list(text: str) -> tuple[str, ...]:
 
 def run(args) -> int:
     try:
-        from specc_onnx.metadata import parse_metadata
         from specc_onnx.quantize import QuantizeSettings, layer_nodes, quantize_model
-        from specc_onnx.runtime import load_model
+        from specc_onnx.runtime import load_model, read_metadata
     except ImportError as exc:
         raise UserError(f"quantize needs onnx and onnxruntime ({exc}) — pip install 'specc[onnx]'") from None
 
     fp32 = load_model(args.model)
-    meta = parse_metadata({p.key: p.value for p in fp32.metadata_props}, args.model)  # one line for a non-specc model
+    meta = read_metadata(fp32, args.model)  # one line for a non-specc model
     out = Path(args.output) if args.output else Path(args.model).with_suffix(".int8.onnx")
     _check_model(args.model, fp32, meta)
     if out.exists() and not args.force:
