@@ -109,16 +109,10 @@ def remap_state(state: Mapping, source: ShapeReport, target: ShapeReport, steps:
 RESUME_STATE = ("optimizer", "scheduler", "rng", "partial")
 
 
-def load_checkpoint(path: str) -> tuple[dict | None, dict]:
-    """(container or None, state_dict) from a checkpoint file: the core's one reader,
-    `specc.checkpoint_io.read_state_dict`, under the name this module always had."""
-    return read_state_dict(path)
-
-
 def remap_checkpoint(src: str, dst: str, source: ShapeReport, target: ShapeReport, steps: str) -> list[str]:
     """Read `src`, carry its weights from `source` to `target`, write `dst` atomically (in the
     form it was read). Returns the training-state keys dropped from a checkpoint."""
-    container, state = load_checkpoint(src)
+    container, state = read_state_dict(src)
     new_state = remap_state(state, source, target, steps, src)
     dropped: list[str] = []
     if container is None:
