@@ -4,7 +4,6 @@ graph and weights), the torch forward pass and onnxruntime."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +11,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import TensorProto, helper
+from import_helpers import comparable, image_input, save_onnx
+from onnx import helper
 from torch import nn
 
 import specc
 import specc_torch
-from specc.checkpoint_io import CHECKPOINT_FORMAT, read_state_dict
-from specc.cli import main
 from specc.errors import UserError
 from specc.ir import Graph
-from specc.opbase import _Windowed
 from specc.spec import load_graph_text
 from specc_onnx import emit, random_weights, to_bytes
 from specc_onnx.importer import import_onnx, layer_name
@@ -29,7 +26,6 @@ from specc_onnx.importer.view import OnnxNode
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = ["CPUExecutionProvider"]
-TRAINING_ONLY = ("init", "init_std", "momentum")  # not in ONNX: nothing to import them from
 
 FUSED = """
 name: fused
@@ -70,28 +66,11 @@ layers:
 """
 
 
-def _comparable(graph: Graph) -> tuple:
-    """A graph as the emitter can carry it: train-only layers removed (their readers read
-    their input), training-only fields dropped, padding as per-side numbers."""
-    alias = {}
-    layers = []
-    for node in graph.nodes:
-        inputs = tuple(alias.get(i, i) for i in node.inputs)
-        if node.op.train_only:
-            alias[node.name] = inputs[0]
-            continue
-        params = {k: v for k, v in node.op.params().items() if k not in TRAINING_ONLY}
-        if isinstance(node.op, _Windowed):
-            params["padding"], params["stride"] = node.op.pads(), node.op.stride_hw()
-        layers.append((node.name, inputs, params))
-    return graph.name, graph.description, graph.input_shape, graph.classes, graph.outputs, tuple(layers), graph.labels
-
-
 def _round_trip(graph: Graph, output: str = "logits") -> tuple[Graph, dict]:
     weights = random_weights(graph)
     model = emit(graph, weights, fold_bn=False, output=output)
     imported, imported_weights = import_onnx(to_bytes(model))
-    assert _comparable(imported) == _comparable(graph)
+    assert comparable(imported) == comparable(graph)
     assert set(imported_weights) == set(weights)
     for key, array in weights.items():
         np.testing.assert_array_equal(imported_weights[key], array, err_msg=key)
@@ -239,24 +218,12 @@ def test_torch_names_become_layer_names():
 
 
 # -- refusals -------------------------------------------------------------------------------
-def _save(tmp_path: Path, nodes, inputs, outputs, initializers=(), name="model.onnx", opset=17) -> Path:
-    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    path = tmp_path / name
-    onnx.save(model, str(path))
-    return path
-
-
-def _image(name="x", shape=(1, 3, 4, 4)):
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
-
-
 def test_an_unsupported_op_is_one_line_naming_the_node(tmp_path):
-    path = _save(
+    path = save_onnx(
         tmp_path,
         [helper.make_node("Einsum", ["x", "x"], ["y"], name="mix", equation="nchw,nchw->nchw")],
-        [_image()],
-        [_image("y")],
+        [image_input()],
+        [image_input("y")],
     )
     with pytest.raises(UserError) as info:
         specc.from_onnx(path)
@@ -264,11 +231,11 @@ def test_an_unsupported_op_is_one_line_naming_the_node(tmp_path):
 
 
 def test_a_non_image_input_is_refused(tmp_path):
-    path = _save(
+    path = save_onnx(
         tmp_path,
         [helper.make_node("Relu", ["x"], ["y"], name="r")],
-        [_image("x", (1, 3, 32))],
-        [_image("y", (1, 3, 32))],
+        [image_input("x", (1, 3, 32))],
+        [image_input("y", (1, 3, 32))],
     )
     with pytest.raises(UserError) as info:
         specc.from_onnx(path)
@@ -279,7 +246,7 @@ def test_a_non_image_input_is_refused(tmp_path):
 
 def test_asymmetric_pool_pads_are_refused_with_the_reason(tmp_path):
     pool = helper.make_node("MaxPool", ["x"], ["y"], name="p", kernel_shape=[2, 2], pads=[0, 0, 1, 1])
-    path = _save(tmp_path, [pool], [_image()], [_image("y", (1, 3, 3, 3))])
+    path = save_onnx(tmp_path, [pool], [image_input()], [image_input("y", (1, 3, 3, 3))])
     with pytest.raises(UserError) as info:
         specc.from_onnx(path)
     assert str(info.value) == (
@@ -305,11 +272,11 @@ def test_matmul_add_reshape_and_reduce_mean_by_hand(tmp_path):
         helper.make_node("MatMul", ["flat", "fw"], ["mm"], name="fc"),
         helper.make_node("Add", ["mm", "fb"], ["y"], name="fc_bias"),
     ]
-    path = _save(
+    path = save_onnx(
         tmp_path,
         nodes,
-        [_image("x", (1, 3, 2, 2))],
-        [_image("y", (1, 4)), _image("m", (1, 2, 1, 1))],
+        [image_input("x", (1, 3, 2, 2))],
+        [image_input("y", (1, 4)), image_input("m", (1, 2, 1, 1))],
         tensors,
         opset=17,
     )
@@ -332,104 +299,6 @@ def test_matmul_add_reshape_and_reduce_mean_by_hand(tmp_path):
 def test_adding_a_constant_is_refused(tmp_path):
     bias = onnx.numpy_helper.from_array(np.ones((1, 3, 1, 1), np.float32), "b")
     add = helper.make_node("Add", ["x", "b"], ["y"], name="shift")
-    path = _save(tmp_path, [add], [_image()], [_image("y")], [bias])
+    path = save_onnx(tmp_path, [add], [image_input()], [image_input("y")], [bias])
     with pytest.raises(UserError, match=r"node shift \(Add\): it adds the constant 'b'"):
         specc.from_onnx(path)
-
-
-# -- the command ----------------------------------------------------------------------------
-@pytest.fixture
-def resnet_onnx(tmp_path) -> tuple[Path, Graph, dict]:
-    graph = specc.load(str(ROOT / "specs" / "resnet_tiny.yaml"))
-    weights = random_weights(graph)
-    path = tmp_path / "resnet_tiny.onnx"
-    path.write_bytes(to_bytes(emit(graph, weights, fold_bn=False, output="probs")))
-    return path, graph, weights
-
-
-def test_cli_writes_the_spec_and_the_checkpoint(resnet_onnx, tmp_path, capsys):
-    path, graph, weights = resnet_onnx
-    spec, ckpt = tmp_path / "out" / "net.yaml", tmp_path / "out" / "net.pt"
-    assert main(["import", str(path), "-o", str(spec), "--weights-out", str(ckpt), "--name", "net"]) == 0
-    out = capsys.readouterr().out
-    assert "net: input 3x32x32 -> 10, 10 classes; 22 layers" in out and str(spec) in out and str(ckpt) in out
-    text = spec.read_text()
-    assert text.startswith(f"# imported by specc {specc.__version__} from {path}\n")
-    imported = specc.load(str(spec))
-    assert _comparable(imported)[2:] == _comparable(graph)[2:] and imported.name == "net"
-    container, state = read_state_dict(ckpt)
-    assert container is not None and container["format"] == CHECKPOINT_FORMAT
-    assert container["spec"] == specc.fmt(imported)
-    for key, array in weights.items():
-        np.testing.assert_array_equal(state[key].numpy(), array)
-    assert sorted(p.name for p in spec.parent.iterdir()) == ["net.pt", "net.yaml"]  # no temporary files left
-
-
-def test_cli_refuses_to_overwrite_without_force(resnet_onnx, tmp_path, capsys, monkeypatch):
-    path, _, _ = resnet_onnx
-    monkeypatch.chdir(tmp_path)
-    assert main(["import", str(path)]) == 0  # resnet_tiny.yaml and resnet_tiny.pt, named after the graph
-    before = {p: p.read_bytes() for p in (tmp_path / "resnet_tiny.yaml", tmp_path / "resnet_tiny.pt")}
-    capsys.readouterr()
-    assert main(["import", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert err == "error: resnet_tiny.yaml, resnet_tiny.pt already exist — pass --force to overwrite\n"
-    assert {p: p.read_bytes() for p in before} == before
-    assert main(["import", str(path), "--force"]) == 0
-
-
-def test_cli_refusal_writes_nothing(tmp_path, capsys):
-    path = _save(
-        tmp_path,
-        [helper.make_node("Einsum", ["x", "x"], ["y"], name="mix", equation="nchw,nchw->nchw")],
-        [_image()],
-        [_image("y")],
-    )
-    assert main(["import", str(path), "-o", str(tmp_path / "m.yaml")]) == 2
-    assert capsys.readouterr().err == f"error: {path}: node mix (Einsum): specc has no layer for this op\n"
-    assert not (tmp_path / "m.yaml").exists() and not (tmp_path / "m.pt").exists()
-
-
-USER_MODULE = """
-import torch
-from torch import nn
-
-def make_model():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
-"""
-
-
-def test_cli_torch_imports_a_users_module(tmp_path, capsys):
-    (tmp_path / "nets.py").write_text(USER_MODULE)
-    spec = tmp_path / "small.yaml"
-    ref = f"{tmp_path / 'nets.py'}:make_model"
-    assert main(["import", "--torch", ref, "--input", "1x6x6", "-o", str(spec)]) == 0
-    graph = specc.load(str(spec))
-    assert [n.type for n in graph.nodes] == ["conv", "global_avg_pool", "linear"]
-    assert graph.input_shape == (1, 6, 6) and graph.classes == 3 and graph.name == "Sequential"
-    assert (tmp_path / "small.pt").exists()
-
-
-@pytest.mark.parametrize(
-    ("source", "message"),
-    [
-        ("raise RuntimeError('no GPU here')\n", "importing {file} fails: RuntimeError: no GPU here"),
-        ("def make_model():\n    return 3\n", "make_model() returns int, expected a torch.nn.Module"),
-        ("x = 1\n", "{file} has no 'make_model'"),
-    ],
-)
-def test_cli_torch_errors_in_the_users_module_are_one_line(tmp_path, capsys, source, message):
-    file = tmp_path / "broken.py"
-    file.write_text(source)
-    assert main(["import", "--torch", f"{file}:make_model", "-o", str(tmp_path / "b.yaml")]) == 2
-    err = capsys.readouterr().err
-    assert err == f"error: --torch {file}:make_model: {message.format(file=file)}\n"
-    assert not (tmp_path / "b.yaml").exists()
-
-
-def test_the_command_is_registered():
-    assert importlib.import_module("specc.commands.import").register is not None
-    with pytest.raises(SystemExit) as info:
-        main(["import", "--help"])
-    assert info.value.code == 0

@@ -1,0 +1,119 @@
+"""`specc import` as a command: the spec and the checkpoint written together, never over an
+existing file without --force, nothing written for a refused model, `--torch` on a user's
+module and its one-line errors."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from import_helpers import comparable, image_input, save_onnx
+from onnx import helper
+
+import specc
+from specc.checkpoint_io import CHECKPOINT_FORMAT, read_state_dict
+from specc.cli import main
+from specc.ir import Graph
+from specc_onnx import emit, random_weights, to_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- the command ----------------------------------------------------------------------------
+@pytest.fixture
+def resnet_onnx(tmp_path) -> tuple[Path, Graph, dict]:
+    graph = specc.load(str(ROOT / "specs" / "resnet_tiny.yaml"))
+    weights = random_weights(graph)
+    path = tmp_path / "resnet_tiny.onnx"
+    path.write_bytes(to_bytes(emit(graph, weights, fold_bn=False, output="probs")))
+    return path, graph, weights
+
+
+def test_cli_writes_the_spec_and_the_checkpoint(resnet_onnx, tmp_path, capsys):
+    path, graph, weights = resnet_onnx
+    spec, ckpt = tmp_path / "out" / "net.yaml", tmp_path / "out" / "net.pt"
+    assert main(["import", str(path), "-o", str(spec), "--weights-out", str(ckpt), "--name", "net"]) == 0
+    out = capsys.readouterr().out
+    assert "net: input 3x32x32 -> 10, 10 classes; 22 layers" in out and str(spec) in out and str(ckpt) in out
+    text = spec.read_text()
+    assert text.startswith(f"# imported by specc {specc.__version__} from {path}\n")
+    imported = specc.load(str(spec))
+    assert comparable(imported)[2:] == comparable(graph)[2:] and imported.name == "net"
+    container, state = read_state_dict(ckpt)
+    assert container is not None and container["format"] == CHECKPOINT_FORMAT
+    assert container["spec"] == specc.fmt(imported)
+    for key, array in weights.items():
+        np.testing.assert_array_equal(state[key].numpy(), array)
+    assert sorted(p.name for p in spec.parent.iterdir()) == ["net.pt", "net.yaml"]  # no temporary files left
+
+
+def test_cli_refuses_to_overwrite_without_force(resnet_onnx, tmp_path, capsys, monkeypatch):
+    path, _, _ = resnet_onnx
+    monkeypatch.chdir(tmp_path)
+    assert main(["import", str(path)]) == 0  # resnet_tiny.yaml and resnet_tiny.pt, named after the graph
+    before = {p: p.read_bytes() for p in (tmp_path / "resnet_tiny.yaml", tmp_path / "resnet_tiny.pt")}
+    capsys.readouterr()
+    assert main(["import", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: resnet_tiny.yaml, resnet_tiny.pt already exist — pass --force to overwrite\n"
+    assert {p: p.read_bytes() for p in before} == before
+    assert main(["import", str(path), "--force"]) == 0
+
+
+def test_cli_refusal_writes_nothing(tmp_path, capsys):
+    path = save_onnx(
+        tmp_path,
+        [helper.make_node("Einsum", ["x", "x"], ["y"], name="mix", equation="nchw,nchw->nchw")],
+        [image_input()],
+        [image_input("y")],
+    )
+    assert main(["import", str(path), "-o", str(tmp_path / "m.yaml")]) == 2
+    assert capsys.readouterr().err == f"error: {path}: node mix (Einsum): specc has no layer for this op\n"
+    assert not (tmp_path / "m.yaml").exists() and not (tmp_path / "m.pt").exists()
+
+
+USER_MODULE = """
+import torch
+from torch import nn
+
+def make_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+"""
+
+
+def test_cli_torch_imports_a_users_module(tmp_path, capsys):
+    (tmp_path / "nets.py").write_text(USER_MODULE)
+    spec = tmp_path / "small.yaml"
+    ref = f"{tmp_path / 'nets.py'}:make_model"
+    assert main(["import", "--torch", ref, "--input", "1x6x6", "-o", str(spec)]) == 0
+    graph = specc.load(str(spec))
+    assert [n.type for n in graph.nodes] == ["conv", "global_avg_pool", "linear"]
+    assert graph.input_shape == (1, 6, 6) and graph.classes == 3 and graph.name == "Sequential"
+    assert (tmp_path / "small.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("raise RuntimeError('no GPU here')\n", "importing {file} fails: RuntimeError: no GPU here"),
+        ("def make_model():\n    return 3\n", "make_model() returns int, expected a torch.nn.Module"),
+        ("x = 1\n", "{file} has no 'make_model'"),
+    ],
+)
+def test_cli_torch_errors_in_the_users_module_are_one_line(tmp_path, capsys, source, message):
+    file = tmp_path / "broken.py"
+    file.write_text(source)
+    assert main(["import", "--torch", f"{file}:make_model", "-o", str(tmp_path / "b.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --torch {file}:make_model: {message.format(file=file)}\n"
+    assert not (tmp_path / "b.yaml").exists()
+
+
+def test_the_command_is_registered():
+    assert importlib.import_module("specc.commands.import").register is not None
+    with pytest.raises(SystemExit) as info:
+        main(["import", "--help"])
+    assert info.value.code == 0
