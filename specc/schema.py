@@ -7,6 +7,7 @@ import copy
 
 from specc.ops import OPS
 from specc.spec import SpecHeader
+from specc.train_schema import TrainConfig
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -43,16 +44,15 @@ def _op_schema(cls, required: bool) -> tuple[dict, dict]:
 
 
 def json_schema() -> dict:
-    """The whole schema; layers are a oneOf over the op table plus `repeat` blocks."""
+    """The whole schema: a layer is a union over the op table discriminated by `type`, or a
+    `repeat` block; the `train:` recipe is closed, as `specc check` validates it."""
     defs: dict = {}
-    layer_refs = []
     default_props = {}
     for kind, cls in OPS.items():
         layer, op_defs = _op_schema(cls, required=True)
         defaults, _ = _op_schema(cls, required=False)
         defs.update(op_defs)
         defs[f"layer_{kind}"] = layer
-        layer_refs.append({"$ref": f"#/$defs/layer_{kind}"})
         default_props[kind] = defaults
     defs["repeat"] = {
         "type": "object",
@@ -67,10 +67,11 @@ def json_schema() -> dict:
         "required": ["repeat", "layers"],
         "additionalProperties": False,
     }
-    defs["layer"] = {"oneOf": layer_refs + [{"$ref": "#/$defs/repeat"}]}
+    defs["layer"] = _layer_union(list(OPS))
     header = SpecHeader.model_json_schema()
     defs.update(header.pop("$defs", {}))
     props = header["properties"]
+    props["train"] = _train_schema(defs)
     props["defaults"] = {
         "type": "object",
         "description": SpecHeader.model_fields["defaults"].description,
@@ -79,10 +80,11 @@ def json_schema() -> dict:
     }
     props["layers"] = {
         "description": "a list of layers, or (in a spec with base:) a mapping from layer name to changed parameters",
-        "oneOf": [
-            {"type": "array", "items": {"$ref": "#/$defs/layer"}},
-            {"type": "object", "additionalProperties": {"type": "object"}},
-        ],
+        # Not a oneOf of the two forms: `items` applies to a list only and `additionalProperties`
+        # to a mapping only, so an error inside a layer is reported as itself.
+        "type": ["array", "object"],
+        "items": {"$ref": "#/$defs/layer"},
+        "additionalProperties": {"type": "object"},
     }
     return {
         "$schema": DRAFT,
@@ -95,3 +97,40 @@ def json_schema() -> dict:
         "additionalProperties": False,
         "$defs": defs,
     }
+
+
+def _layer_union(kinds: list[str]) -> dict:
+    """A layer, discriminated on `type` with if/then rather than `oneOf`: under `oneOf` a
+    validator (and an editor) can only say that a layer matched none of the 42 layer types;
+    with the branch chosen by `type`, it says which key of *that* type is wrong ("'filter'
+    was unexpected" for a conv)."""
+    by_type = [
+        {
+            "if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
+            "then": {"$ref": f"#/$defs/layer_{kind}"},
+        }
+        for kind in kinds
+    ]
+    return {
+        "type": "object",
+        "description": "a layer ({type: conv, filters: 96, ...}) or a repeat block ({repeat: N, layers: [...]})",
+        "if": {"required": ["repeat"]},
+        "then": {"$ref": "#/$defs/repeat"},
+        "else": {
+            "required": ["type"],
+            "properties": {"type": {"enum": kinds, "description": "the layer type"}},
+            "allOf": by_type,
+        },
+    }
+
+
+def _train_schema(defs: dict) -> dict:
+    """The `train:` section as `TrainConfig` (specc.train_schema) defines it: every key known,
+    unknown ones refused (`epoch: 3` fails here as in `specc check`)."""
+    schema = TrainConfig.model_json_schema()
+    defs.update(schema.pop("$defs", {}))
+    schema.pop("title", None)
+    schema["description"] = SpecHeader.model_fields["train"].description
+    schema["additionalProperties"] = False
+    schema["type"] = ["object", "null"]  # not an anyOf with null, which would hide which key is wrong
+    return schema
