@@ -151,14 +151,16 @@ def test_cpu_preset_narrows_and_retargets_model_c_before_deriving():
     info = ablation.info
     assert (info["jobs"], info["threads_per_job"]) == (2, 1)  # one single-threaded job per core
     assert (info["dataset"], info["lrs"], info["epochs"], info["val_split"]) == ("fashion-mnist", [0.05, 0.02], 4, 0.1)
-    assert info["transforms"] == ["input=1x28x28", "width_mult=0.25, round=8"]
+    assert info["transforms"] == ["input=1x28x28", "width_mult=0.25, round=8", "linear_scores"]
     variants = {v.name: v for v in ablation.variants}
     assert [variants[n].params for n in ("base", "strided", "convpool", "all")] == [60_274, 60_274, 86_266, 86_266]
     assert variants["base"].graph.input_shape == (1, 28, 28) and variants["base"].graph.labels is None
+    for variant in variants.values():  # linear class scores in every variant
+        assert variant.graph.nodes[-3].op.activation == "none"  # the 1x1 conv before pooling and softmax
     # The ALL-CNN variant is the repository's quarter-width Fashion-MNIST model, whose own
-    # recipe turns dropout and the ReLU on the class scores off for its short schedule:
-    # compare with the paper's choices put back.
-    paper = ["layers.drop1.rate=0.2", "layers.drop2.rate=0.5", "layers.drop3.rate=0.5", "layers.conv9.activation=relu"]
+    # recipe turns dropout off for its short schedule (and, as the preset does, the ReLU on
+    # the class scores): compare with the paper's dropout put back.
+    paper = ["layers.drop1.rate=0.2", "layers.drop2.rate=0.5", "layers.drop3.rate=0.5"]
     fmnist = load_graph(SPECS / "allcnn_c_fmnist.yaml", paper).replace(labels=None, train=None)
     assert structure(variants["all"].graph)["layers"] == structure(fmnist)["layers"]
     assert len(ablation.tasks) == 8 and ablation.tasks[0].run_dir == Path(

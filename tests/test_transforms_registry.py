@@ -19,6 +19,7 @@ def test_entries_come_from_the_fields():
         "classes",
         "input",
         "fc_to_conv",
+        "linear_scores",
         "fold_batch_norm",
     ]
     assert TRANSFORMS["replace_pooling"].choices == ("strided", "conv", "convpool")  # its Literal

@@ -23,6 +23,7 @@ GOLDEN_CASES = {
     "model_c.input_1x28x28": ("model_c", {"input": "1x28x28"}),
     "resnet_tiny.fc_to_conv": ("resnet_tiny", {"fc_to_conv": True}),
     "resnet_tiny.fold_batch_norm": ("resnet_tiny", {"fold_batch_norm": True}),
+    "model_c.linear_scores": ("model_c", {"linear_scores": True}),
 }
 
 

@@ -74,11 +74,16 @@ PRESETS = {
                 ("batch_size", 128),
                 ("preprocessing", "normalize"),
             ),
-            transforms=(("input", "1x28x28"), ("width_mult", 0.25)),
+            # Linear class scores: with the paper's ReLU on them, one seed in three of each
+            # pooling model ended with classes it never predicted (37% and 53% test error
+            # against 17-19% for the other seeds, measured with --seeds 3): a class score
+            # negative for every image is clipped to 0, gets no gradient and stays dead.
+            transforms=(("input", "1x28x28"), ("width_mult", 0.25), ("linear_scores", True)),
             transform_options=(("round_to", 8),),
             job_per_core=True,
             note="a CPU-sized stand-in for the paper's setting: Fashion-MNIST at 1x28x28, a quarter of the"
-            " width, 4 epochs instead of 350, 2 learning rates instead of 4, no whitening",
+            " width, linear class scores (the paper keeps a ReLU on them, which killed whole classes in"
+            " one seed in three), 4 epochs instead of 350, 2 learning rates instead of 4, no whitening",
         ),
     )
 }

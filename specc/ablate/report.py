@@ -18,6 +18,7 @@ import statistics
 from pathlib import Path
 
 from specc.ablate.plan import Task
+from specc.ablate.stats import compare, failed_to_train
 from specc.ablate.variants import Skipped, Variant, paper_model
 from specc.fileio import atomic_write, write_text
 
@@ -66,11 +67,16 @@ def lr_search(variant: str, tasks: list[Task], results: dict[str, dict], select:
             entry["status"] = "pending"
         else:
             entry["status"] = "done"
-            entry["select_error"] = statistics.fmean(r[f"{select}_error"] for r in done)
-            entry["test_error"], entry["test_std"] = _mean_std([r["test_error"] for r in done])
-            if all("val_error" in r for r in done):
-                entry["val_error"] = statistics.fmean(r["val_error"] for r in done)
-            entry["seconds"] = statistics.fmean(r["seconds"] for r in done)
+            # Runs that failed to train are listed, not averaged in (see specc.ablate.stats).
+            flags = failed_to_train([r["test_error"] for r in done])
+            entry["failed"] = [r["seed"] for r, bad in zip(done, flags) if bad]
+            kept = [r for r, bad in zip(done, flags) if not bad]
+            entry["select_error"] = statistics.fmean(r[f"{select}_error"] for r in kept)
+            entry["test_errors"] = [r["test_error"] for r in kept]
+            entry["test_error"], entry["test_std"] = _mean_std(entry["test_errors"])
+            if all("val_error" in r for r in kept):
+                entry["val_error"] = statistics.fmean(r["val_error"] for r in kept)
+            entry["seconds"] = statistics.fmean(r["seconds"] for r in kept)
         out.append(entry)
     return out
 
@@ -86,6 +92,7 @@ def build(
     select, dataset = settings["select"], settings["dataset"]
     paper = PAPER_CIFAR10.get(paper_model(spec_name) or "") if dataset == "cifar10" else None
     rows, skipped, searches = [], [], []
+    chosen: dict[str, list[float]] = {}  # variant -> its chosen rate's test errors, one per kept seed
     for variant in variants:
         if isinstance(variant, Skipped):
             skipped.append({"variant": variant.name, "model": variant.label, "reason": variant.reason})
@@ -108,19 +115,56 @@ def build(
                 "val_error_pct": _pct(best.get("val_error")),
                 "train_seconds": round(best["seconds"], 1),
                 "best_lr": best["lr"],
+                "failed_seeds": best["failed"],
             }
+            chosen[variant.name] = best["test_errors"]
         row["seeds"] = settings["seeds"]
         if paper:
             row["paper_error_pct"], row["paper_params"] = paper[variant.name]
         rows.append(row)
-    runs = [results[t.name] | {"run_dir": str(t.run_dir)} for t in tasks if t.name in results]
+    failed = {(e["variant"], e["lr"], seed) for e in searches for seed in e.get("failed", [])}
+    runs = [
+        results[t.name] | {"run_dir": str(t.run_dir), "failed_to_train": (t.variant, t.lr, t.seed) in failed}
+        for t in tasks
+        if t.name in results
+    ]
     search = [_public(e) for e in searches]
-    return {"spec": spec_name, **settings, "rows": rows, "skipped": skipped, "lr_search": search, "runs": runs}
+    pairs = _comparisons(rows, chosen)
+    return {
+        "spec": spec_name,
+        **settings,
+        "rows": rows,
+        "skipped": skipped,
+        "comparisons": pairs,
+        "lr_search": search,
+        "runs": runs,
+    }
+
+
+def _comparisons(rows: list[dict], chosen: dict[str, list[float]]) -> list[dict]:
+    """Every pair of finished variants at their chosen rates: the difference of mean test
+    errors (first minus second, in points) and whether it exceeds the seed-to-seed spread."""
+    done = [r for r in rows if r["status"] == "done"]
+    out = []
+    for i, first in enumerate(done):
+        for second in done[i + 1 :]:
+            result = compare(chosen[first["variant"]], chosen[second["variant"]])
+            out.append(
+                {
+                    "first": first["variant"],
+                    "second": second["variant"],
+                    "difference_pct": _pct(result["difference"]),
+                    "threshold_pct": _pct(result["threshold"]),
+                    "verdict": result["verdict"],
+                }
+            )
+    return out
 
 
 def _public(entry: dict) -> dict:
     """An lr-search entry as the report shows it: errors in percent, rounded."""
-    out = {k: v for k, v in entry.items() if k not in ("select_error", "test_error", "test_std", "val_error")}
+    hidden = ("select_error", "test_error", "test_std", "val_error", "test_errors")
+    out = {k: v for k, v in entry.items() if k not in hidden}
     for key in ("select_error", "test_error", "test_std", "val_error"):
         if key in entry:
             out[f"{key}_pct"] = _pct(entry[key])
@@ -138,7 +182,11 @@ def _error_cell(row: dict) -> str:
     if row["status"] != "done":
         return row["status"]
     std = row["test_error_std_pct"]
-    return _num(row["test_error_pct"]) + ("" if std is None else f" ± {std:.2f}")
+    text = _num(row["test_error_pct"]) + ("" if std is None else f" ± {std:.2f}")
+    failed = row.get("failed_seeds") or []
+    if failed:
+        text += f" (without seed {', '.join(map(str, failed))}: failed to train)"
+    return text
 
 
 def table(report: dict) -> str:
@@ -204,6 +252,7 @@ def markdown(report: dict) -> str:
         parts.append(f"- {skip['model']} cannot be derived: {skip['reason']}")
     if report["skipped"]:
         parts.append("")
+    parts += _differences(report)
     parts += ["## Learning-rate search", "", search_table(report), ""]
     if report.get("wall_seconds") is not None:
         parts.append(
@@ -212,6 +261,39 @@ def markdown(report: dict) -> str:
             f" invocation {report['wall_seconds']:.0f} s."
         )
     return "\n".join(parts) + "\n"
+
+
+def _differences(report: dict) -> list[str]:
+    """The pairwise verdicts and the runs left out, as markdown lines."""
+    models = {r["variant"]: r["model"] for r in report["rows"]}
+    lines = []
+    if report.get("comparisons"):
+        lines += [
+            "## Differences between models",
+            "",
+            "Difference of mean test error (first − second, points) at each model's chosen rate, and"
+            " whether it exceeds the seed-to-seed spread (Welch's t-test, 5%, two-sided: the"
+            " threshold is t·SE).",
+            "",
+            "| first | second | difference | threshold | verdict |",
+            "|---|---|---|---|---|",
+        ]
+        for pair in report["comparisons"]:
+            lines.append(
+                f"| {models[pair['first']]} | {models[pair['second']]} | {pair['difference_pct']:+.2f}"
+                f" | {_num(pair['threshold_pct'])} | {pair['verdict']} |"
+            )
+        lines.append("")
+    failed = [r for r in report["runs"] if r.get("failed_to_train")]
+    if failed:
+        lines += ["Runs that failed to train (far above their seeds' median; listed, not averaged in):", ""]
+        for run in failed:
+            lines.append(
+                f"- {models.get(run['variant'], run['variant'])} lr {run['lr']:g} seed {run['seed']}:"
+                f" test error {100 * run['test_error']:.2f}%"
+            )
+        lines.append("")
+    return lines
 
 
 # -- plot --------------------------------------------------------------------------------

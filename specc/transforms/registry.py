@@ -21,6 +21,7 @@ from specc.errors import UserError, did_you_mean
 from specc.transforms.base import OPTION, Transform, choices_of, field_types
 from specc.transforms.fc_to_conv import FcToConv
 from specc.transforms.fold_batch_norm import FoldBatchNorm
+from specc.transforms.linear_scores import LinearScores
 from specc.transforms.replace_pooling import ReplacePooling
 from specc.transforms.replace_stride import ReplaceStride
 from specc.transforms.retarget import SetClasses, SetInput
@@ -34,6 +35,7 @@ TRANSFORM_CLASSES: tuple[type[Transform], ...] = (
     SetClasses,
     SetInput,
     FcToConv,
+    LinearScores,
     FoldBatchNorm,
 )
 
