@@ -149,15 +149,16 @@ def _source_anchors(graph: Graph, located: Located) -> dict[int, Anchor]:
             path: tuple[str | int, ...] = tuple(key_path)
             if not path or pos.file != located.file:
                 continue
-            if path[0] == "layers":
+            head = str(path[0])
+            if head == "layers":
                 if len(path) == 1:
                     anchors.setdefault(pos.line, ("top", "layers"))
                 elif len(path) == 2 and path[1] in names:  # a base's layer patched by name
                     anchors.setdefault(pos.line, ("layer", str(path[1])))
-            elif path[0] in ("train", "defaults") and len(path) >= 2:
-                anchors.setdefault(pos.line, (str(path[0]), str(path[1])))
+            elif head in ("train", "defaults") and len(path) >= 2:
+                anchors.setdefault(pos.line, (head, str(path[1])))
             else:
-                anchors.setdefault(pos.line, ("top", str(path[0])))
+                anchors.setdefault(pos.line, ("top", head))
     for node in graph.nodes:  # the first copy of a repeated layer is the one that wins
         if node.pos.file == located.file:
             anchors.setdefault(node.pos.line, ("layer", node.name))
