@@ -8,7 +8,9 @@ failure. Results go to stdout, diagnostics to stderr, so commands chain in pipes
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import re
 import sys
 
 from specc.errors import SpecError, UserError
@@ -39,7 +41,40 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, with a usage error as one line (which command, which argument, why), exit 2."""
 
     def error(self, message: str):  # type: ignore[override]
+        choice = re.match(r"argument (\S+): invalid choice: '(.*?)' \(choose from (.*)\)$", message)
+        if choice:
+            what, word, options = choice.groups()
+            names = re.findall(r"'([^']*)'", options)
+            hint = did_you_mean(word, names)
+            if what == "COMMAND":
+                self.exit(EXIT_USER, f"error: {self.prog}: unknown command '{word}'{hint or ' (see `specc --help`)'}\n")
+            if hint:
+                self.exit(EXIT_USER, f"error: {self.prog}: {what}: invalid choice '{word}'{hint}\n")
         self.exit(EXIT_USER, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def did_you_mean(word: str, names: list[str]) -> str:
+    """ " — did you mean 'x'?" for the closest of `names` (difflib's ratio >= 0.6), or ""."""
+    close = difflib.get_close_matches(word, names, n=1)
+    return f" — did you mean '{close[0]}'?" if close else ""
+
+
+def _unrecognized(parser: argparse.ArgumentParser, command: str | None, extras: list[str]) -> str:
+    """The usage error for arguments no option took, naming the closest option of the command."""
+    sub = _subparser(parser, command) or parser
+    options = [o for action in sub._actions for o in action.option_strings if o.startswith("--")]
+    first = extras[0]
+    hint = did_you_mean(first.split("=", 1)[0], options) if first.startswith("--") else ""
+    if hint:
+        return f"error: {sub.prog}: unrecognized option '{first}'{hint}\n"
+    return f"error: {sub.prog}: unrecognized arguments: {' '.join(extras)} (see `{sub.prog} --help`)\n"
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        parser.exit(EXIT_USER, _unrecognized(parser, getattr(args, "command", None), extras))
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USER
