@@ -16,6 +16,11 @@ from specc_onnx.metadata import SpeccMetadata, parse_metadata
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+# --provider NAME -> the execution providers to ask for, in onnxruntime's order of preference
+# (TensorRT hands what it cannot run to CUDA, CUDA to the CPU).
+PROVIDERS = {"cpu": [CPU], "cuda": [CUDA, CPU], "tensorrt": [TENSORRT, CUDA, CPU]}
+DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu")
 
 
 def default_providers() -> list[str]:
@@ -24,6 +29,67 @@ def default_providers() -> list[str]:
 
     available = ort.get_available_providers()
     return [CUDA, CPU] if CUDA in available else [CPU]
+
+
+def installed_distributions() -> dict[str, str]:
+    """The onnxruntime distributions pip installed here, with their versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in DISTRIBUTIONS:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def distribution_conflict(found: dict[str, str] | None = None) -> str | None:
+    """Why an installation with both onnxruntime and onnxruntime-gpu is broken, or None."""
+    found = installed_distributions() if found is None else found
+    if len(found) < 2:
+        return None
+    return (
+        f"both onnxruntime {found['onnxruntime']} and onnxruntime-gpu {found['onnxruntime-gpu']} are installed;"
+        " they share the import name onnxruntime, so the files of whichever was installed last overwrite the"
+        " other's and the GPU providers may be missing — pip uninstall -y onnxruntime onnxruntime-gpu,"
+        " then pip install 'specc[gpu]'"
+    )
+
+
+def resolve_providers(choice: str | None, available: list[str] | None = None) -> list[str]:
+    """The providers for `--provider cpu|cuda|tensorrt` (None: CUDA when present, else CPU);
+    a one-line UserError when onnxruntime here lacks the one asked for."""
+    if choice is None:
+        return default_providers()
+    if choice not in PROVIDERS:
+        raise UserError(f"--provider {choice}: expected one of {', '.join(PROVIDERS)}")
+    wanted = PROVIDERS[choice]
+    if available is None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+    if wanted[0] in available:
+        return [p for p in wanted if p in available]
+    conflict = distribution_conflict()
+    if conflict:
+        raise UserError(f"--provider {choice}: {conflict}")
+    raise UserError(
+        f"--provider {choice}: this onnxruntime has no {wanted[0]} (it has {', '.join(available)})"
+        " — for GPUs install onnxruntime-gpu in place of onnxruntime:"
+        " pip uninstall -y onnxruntime && pip install 'specc[gpu]'"
+    )
+
+
+def check_provider(session, providers: list[str], source: str) -> None:
+    """onnxruntime falls back to the CPU, with only a log line, when a GPU provider fails to
+    start (no CUDA/cuDNN libraries, no device): say so instead of timing the CPU as a GPU."""
+    used = session.get_providers()
+    if providers[0] != CPU and providers[0] not in used:
+        raise UserError(
+            f"{source}: onnxruntime could not start {providers[0]} (it fell back to {', '.join(used)}) —"
+            " are the CUDA/cuDNN libraries of this onnxruntime-gpu installed and a GPU visible?"
+        )
 
 
 def cpu_count() -> int:
@@ -60,13 +126,14 @@ def make_session(model: str | Path | bytes | onnx.ModelProto, providers: list[st
     elif isinstance(model, (str, Path)):
         _check_file(Path(model))
         model = str(model)
+    providers = providers or default_providers()
     try:
-        return ort.InferenceSession(
-            model, sess_options=session_options(threads), providers=providers or default_providers()
-        )
+        session = ort.InferenceSession(model, sess_options=session_options(threads), providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own unexported classes
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{source}: onnxruntime cannot load this model ({first})") from None
+    check_provider(session, providers, source)
+    return session
 
 
 def read_metadata(model: str | Path | bytes | onnx.ModelProto, source: str | None = None) -> SpeccMetadata:

@@ -55,6 +55,15 @@ specc transform specs/model_c.yaml --replace-pooling conv | specc compile - --ta
         help="what a classifier returns (a spec without classes or with several outputs returns its output layers)",
     )
     p.add_argument("--no-fold", dest="fold", action="store_false", help="keep batch_norm as its own ONNX node")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16"),
+        default="fp32",
+        help="fp16: float16 weights and activations (for GPUs), parity-checked against fp32 (default fp32)",
+    )
+    p.add_argument(
+        "--io", choices=("fp32", "fp16"), default="fp32", help="the fp16 model's input/output type (default fp32)"
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     add_explain_arguments(p)
     p.set_defaults(func=run)
@@ -62,6 +71,11 @@ specc transform specs/model_c.yaml --replace-pooling conv | specc compile - --ta
 
 def run(args) -> int:
     batch = _parse_batch(args.batch)
+    if args.io == "fp16" and args.precision != "fp16":
+        raise UserError("--io fp16: only with --precision fp16 (an fp32 model takes and gives float32)")
+    if args.precision == "fp16" and (args.explain or args.target == "torch"):
+        what = "--explain" if args.explain else "--target torch"
+        raise UserError(f"--precision fp16: for the ONNX model of `specc compile` only, not with {what}")
     source = _checkpoint_spec(args) if args.spec is None and args.weights else spec_source(args.spec)
     result = check(source, args.overrides, **check_kwargs(args))
     for d in result.warnings:
@@ -75,6 +89,8 @@ def run(args) -> int:
         raise UserError(f"-o {out_dir}: exists and is not a folder")
     targets = ("onnx", "torch") if args.target == "all" else (args.target,)
     paths = {t: out_dir / f"{graph.name}.{'onnx' if t == 'onnx' else 'py'}" for t in targets}
+    if args.precision == "fp16" and "onnx" in paths:
+        paths["onnx"] = out_dir / f"{graph.name}.fp16.onnx"  # beside the fp32 model, not over it
     explained = explain_path(out_dir, graph, args)
     if explained and "onnx" in paths:
         paths["onnx"] = explained
@@ -173,4 +189,25 @@ def _onnx_bytes(graph, weights: dict, provenance: dict, args, batch) -> bytes:
         metadata=provenance,
     )
     verify(model, graph)  # the checker and strict shape inference agree with specc, or it is a bug
+    if args.precision == "fp16":
+        model = _fp16(model, graph, io_fp16=args.io == "fp16")
     return to_bytes(model)
+
+
+def _fp16(model32, graph, io_fp16: bool):
+    """The fp16 model, checked like the fp32 one and against it (onnxruntime, CPU)."""
+    from specc_onnx import verify
+    from specc_onnx.fp16 import check_parity, to_fp16
+
+    model16 = to_fp16(model32, io_fp16=io_fp16)
+    verify(model16, graph)
+    try:
+        parity = check_parity(model32, model16)
+    except ImportError as exc:
+        raise UserError(
+            f"--precision fp16 checks the model in onnxruntime ({exc}) — pip install 'specc[onnx]'"
+        ) from None
+    if not parity.ok:
+        raise UserError(f"--precision fp16: the fp16 model disagrees with fp32 — {parity.describe()}; nothing written")
+    print(f"fp16: {parity.describe()}")
+    return model16

@@ -1,44 +1,59 @@
-"""`specc predict`: classify images with a compiled ONNX model in onnxruntime.
+"""`specc predict`: classify images (files and whole folders) with a compiled ONNX model in onnxruntime.
 
 Each image is decoded with Pillow, converted to RGB (3-channel models) or L (1-channel),
 resized to the model's input size with bilinear filtering, turned into NCHW float32 pixels
 0..255, then scaled and preprocessed exactly as the model's metadata says (pixels / 255 and
-nothing else when it records no preprocessing).
+nothing else when it records no preprocessing). Images are read and run `--batch` at a time,
+so a folder of any size needs the memory of one batch. An explanation model
+(`specc compile --explain`) writes its maps instead (`specc.commands.predict_explain`).
 """
 
 from __future__ import annotations
 
 import json
-import warnings
-from pathlib import Path
+import sys
 from typing import TYPE_CHECKING
 
-from specc.commands.common import add_command
+from specc.commands.common import add_command, positive_int
+from specc.commands.predict_inputs import MAX_IMAGE_PIXELS, Progress, batches, collect_images, load_image
 from specc.errors import UserError
 
 if TYPE_CHECKING:  # numpy loads only when predict runs: `specc check` stays light
     import numpy as np
+
+__all__ = ["MAX_FIXED_BATCH", "MAX_IMAGE_PIXELS", "load_image", "preprocess", "softmax"]
+PROVIDER_CHOICES = ("cpu", "cuda", "tensorrt")
+MAX_FIXED_BATCH = 65536  # a batch baked into a model that predict would pad to
 
 
 def register(sub) -> None:
     p = add_command(
         sub,
         "predict",
-        "classify PNG/JPEG images with a compiled ONNX model (onnxruntime)",
+        "classify images (files or folders) with a compiled ONNX model (onnxruntime)",
         """
 specc predict build/allcnn_c.onnx cat.png dog.jpg
-specc predict build/allcnn_c.onnx photos/*.jpg --top-k 3 --json
+specc predict build/allcnn_c.onnx photos/ --batch 64 --json > predictions.json
+specc predict build/allcnn_c.onnx cat.png --provider cuda
+specc predict build/allcnn_c.guided.conv6.onnx cat.png --out maps/
 """,
         description=(
-            "Classify images with a model from `specc compile`, preprocessed as its metadata says;"
-            " prints the top-k labels with probabilities. Runs on CUDA when onnxruntime-gpu is"
-            " installed (pip install 'specc[gpu]'), on the CPU otherwise."
+            "Classify images with a model from `specc compile` or `specc quantize`, preprocessed as its"
+            " metadata says; prints the top-k labels with probabilities. Folders are searched recursively"
+            " for image files (other files are skipped with a note). An explanation model"
+            " (`specc compile --explain`) writes each image's map as .npy and .png into --out instead."
+            " Runs on CUDA when onnxruntime-gpu is installed (pip install 'specc[gpu]'), else on the CPU."
         ),
     )
     p.add_argument("model", metavar="MODEL.onnx", help="an ONNX model compiled by specc")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    p.add_argument("images", nargs="+", metavar="IMAGE|DIR", help="image files or folders of them")
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="how many labels per image (default 5)")
+    p.add_argument("--batch", type=positive_int, default=32, metavar="N", help="images per run (default 32)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument(
+        "--provider", choices=PROVIDER_CHOICES, help="execution provider (default: cuda when installed, else cpu)"
+    )
+    p.add_argument("--out", metavar="DIR", help="where an explanation model's maps go (.npy and .png)")
     p.set_defaults(func=run)
 
 
@@ -46,92 +61,92 @@ def run(args) -> int:
     if args.top_k <= 0:
         raise UserError(f"--top-k {args.top_k}: expected a positive integer")
     try:
-        from specc_onnx.runtime import make_session, read_metadata
+        from specc_onnx.runtime import make_session, read_metadata, resolve_providers
     except ImportError as exc:
         raise UserError(f"predict needs onnx and onnxruntime ({exc}) — pip install 'specc[onnx]'") from None
-    import numpy as np
 
     meta = read_metadata(args.model)  # one clear line for a corrupt or non-specc file
-    if "explain" in meta.extra:
-        raise UserError(
-            f"{args.model}: an explanation model (`specc compile --explain`), which computes maps, not class"
-            " scores — run it with onnxruntime (outputs: reconstruction, activation), or predict with the"
-            " model `specc compile` wrote without --explain"
-        )
-    if meta.classes is None:
+    explain = "explain" in meta.extra
+    if not explain and meta.classes is None:
         raise UserError(
             f"{args.model}: predict ranks class scores, but spec '{meta.name}' has no classes"
             " — add 'classes: N' to the spec (its last layer giving N scores) and compile it again"
         )
-    pixels = np.stack([load_image(path, meta.input_shape) for path in args.images])  # (N, C, H, W), 0..255
-    batch = preprocess(pixels, meta.preprocessing)
-    session = make_session(args.model)
-    inputs = session.get_inputs()[0]
-    fixed = inputs.shape[0] if isinstance(inputs.shape[0], int) else None
-    if fixed is not None and not 1 <= fixed <= MAX_FIXED_BATCH:
+    if args.out and not explain:
+        raise UserError(f"--out: writes the maps of an explanation model; {args.model} is a classifier")
+    if explain and not args.out:
         raise UserError(
-            f"{args.model}: the model's input has a fixed batch of {fixed:,} — expected 1 to {MAX_FIXED_BATCH:,}"
-            " (compile it with --batch dynamic)"
+            f"{args.model}: an explanation model (`specc compile --explain`) writes maps, not labels"
+            " — pass --out DIR for its .npy and .png files"
         )
+    providers = resolve_providers(args.provider)
+    paths = collect_images(args.images)
+    session = make_session(args.model, providers=providers)
+    _warn_random_weights(meta, args.model)
+    if explain:
+        from specc.commands.predict_explain import explain_images
+
+        return explain_images(session, meta, paths, args)
+    fixed = fixed_batch(session, args.model)
     scores_name = session.get_outputs()[-1].name  # the class scores come last (`classes:` applies to it)
-    scores = _run(session, inputs.name, scores_name, batch, fixed)
-    probs = scores if meta.output == "probs" else softmax(scores)
-    k = min(args.top_k, probs.shape[1])
     results = []
-    for path, row in zip(args.images, probs):
-        top = np.argsort(-row, kind="stable")[:k]
-        results.append(
-            {"image": path, "top": [{"label": meta.label(int(i)), "index": int(i), "prob": float(row[i])} for i in top]}
-        )
+    progress = Progress(len(paths))
+    try:
+        for chunk in batches(paths, args.batch):
+            scores = run_batch(session, scores_name, model_input(session, meta, chunk), fixed)
+            probs = scores if meta.output == "probs" else softmax(scores)
+            rows = [_top(path, row, meta, args.top_k) for path, row in zip(chunk, probs)]
+            results += rows
+            progress.clear()
+            if not args.json:
+                for r in rows:
+                    print(f"{r['image']}: " + ", ".join(f"{t['label']} (p={t['prob']:.3f})" for t in r["top"]))
+                sys.stdout.flush()
+            progress.advance(len(chunk))
+    finally:
+        progress.close()
     if args.json:
         print(json.dumps({"model": meta.name, "provider": session.get_providers()[0], "results": results}, indent=2))
-    else:
-        for r in results:
-            print(f"{r['image']}: " + ", ".join(f"{t['label']} (p={t['prob']:.3f})" for t in r["top"]))
     return 0
 
 
-MAX_IMAGE_PIXELS = 64 * 10**6  # a photo, not a decompression bomb
-MAX_FIXED_BATCH = 65536  # a batch baked into a model that predict would pad to
-
-
-def load_image(path: str, shape: tuple[int, int, int]) -> np.ndarray:
-    """(C, H, W) float32 pixels 0..255 of one image file, resized (bilinear) to the model's size."""
+def _top(path: str, row: np.ndarray, meta, k: int) -> dict:
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
 
-    c, h, w = shape
-    if not Path(path).is_file():
-        raise UserError(f"{path}: no such image file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit says it, once
-            with Image.open(path) as image:  # the header only: the size is known before decoding
-                _check_size(path, *image.size)
-                image = image.convert("RGB" if c == 3 else "L")
-                if image.size != (w, h):
-                    image = image.resize((w, h), Image.Resampling.BILINEAR)
-                array = np.asarray(image, dtype=np.float32)
-    except Image.DecompressionBombError:  # Pillow's own, larger limit, checked while opening
-        raise UserError(
-            f"{path}: the image claims more pixels than the limit of {MAX_IMAGE_PIXELS // 10**6} megapixels"
-            " (a decompression bomb?)"
-        ) from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable image ({exc})") from None
-    if c not in (1, 3):
-        raise UserError(f"the model takes {c}-channel input; predict reads RGB (3) or grey (1) images only")
-    return array[None] if c == 1 else array.transpose(2, 0, 1)
+    top = np.argsort(-row, kind="stable")[: min(k, len(row))]
+    return {"image": path, "top": [{"label": meta.label(int(i)), "index": int(i), "prob": float(row[i])} for i in top]}
 
 
-def _check_size(path: str, width: int, height: int) -> None:
-    if width < 1 or height < 1:
-        raise UserError(f"{path}: an image of {width}x{height} pixels — expected at least 1x1")
-    if width * height > MAX_IMAGE_PIXELS:
-        raise UserError(
-            f"{path}: an image of {width}x{height} pixels exceeds the limit of"
-            f" {MAX_IMAGE_PIXELS // 10**6} megapixels (a decompression bomb?)"
+def _warn_random_weights(meta, model: str) -> None:
+    """`specc compile` without --weights records `specc.weights: seed N`: say so, predictions are noise."""
+    weights = meta.extra.get("weights", "")
+    if weights.startswith("seed "):
+        print(
+            f"warning: {model} was compiled without trained weights ({weights}): its weights are random and so are"
+            " its predictions — compile it with --weights CKPT",
+            file=sys.stderr,
         )
+
+
+def fixed_batch(session, model: str) -> int | None:
+    """The batch size baked into the model's input, or None for a dynamic batch."""
+    first = session.get_inputs()[0]
+    fixed = first.shape[0] if isinstance(first.shape[0], int) else None
+    if fixed is not None and not 1 <= fixed <= MAX_FIXED_BATCH:
+        raise UserError(
+            f"{model}: the model's input has a fixed batch of {fixed:,} — expected 1 to {MAX_FIXED_BATCH:,}"
+            " (compile it with --batch dynamic)"
+        )
+    return fixed
+
+
+def model_input(session, meta, paths: list[str]) -> np.ndarray:
+    """The preprocessed batch of `paths`, in the input's dtype (float16 for `--io fp16` models)."""
+    import numpy as np
+
+    pixels = np.stack([load_image(path, meta.input_shape) for path in paths])  # (N, C, H, W), 0..255
+    batch = preprocess(pixels, meta.preprocessing)
+    return batch.astype(np.float16) if session.get_inputs()[0].type == "tensor(float16)" else batch
 
 
 def preprocess(pixels: np.ndarray, preprocessing: dict | None) -> np.ndarray:
@@ -153,15 +168,17 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _run(session, name: str, output: str, batch: np.ndarray, fixed: int | None) -> np.ndarray:
-    """Run in chunks of the model's fixed batch size (padding the last), or all at once."""
+def run_batch(session, output: str, batch: np.ndarray, fixed: int | None) -> np.ndarray:
+    """One output of the model on `batch`, as float32, in chunks of its fixed batch size
+    (padding the last), or all at once."""
     import numpy as np
 
+    name = session.get_inputs()[0].name
     if fixed is None:
-        return session.run([output], {name: batch})[0]
+        return session.run([output], {name: batch})[0].astype(np.float32)
     out = []
     for start in range(0, len(batch), fixed):
         chunk = batch[start : start + fixed]
         padded = np.concatenate([chunk, np.zeros((fixed - len(chunk), *chunk.shape[1:]), chunk.dtype)])
         out.append(session.run([output], {name: padded})[0][: len(chunk)])
-    return np.concatenate(out)
+    return np.concatenate(out).astype(np.float32)
