@@ -20,6 +20,7 @@ from specc.version import __version__
 COMMANDS = (
     "check",
     "summary",
+    "draw",
     "fmt",
     "schema",
     "transform",
@@ -49,7 +50,7 @@ class ArgumentParser(argparse.ArgumentParser):
             if what == "COMMAND":
                 self.exit(EXIT_USER, f"error: {self.prog}: unknown command '{word}'{hint or ' (see `specc --help`)'}\n")
             if hint:
-                self.exit(EXIT_USER, f"error: {self.prog}: {what}: invalid choice '{word}'{hint}\n")
+                self.exit(EXIT_USER, f"error: {self.prog}: argument {what}: invalid choice: '{word}'{hint}\n")
         self.exit(EXIT_USER, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
@@ -62,12 +63,13 @@ def did_you_mean(word: str, names: list[str]) -> str:
 def _unrecognized(parser: argparse.ArgumentParser, command: str | None, extras: list[str]) -> str:
     """The usage error for arguments no option took, naming the closest option of the command."""
     sub = _subparser(parser, command) or parser
-    options = [o for action in sub._actions for o in action.option_strings if o.startswith("--")]
+    options = [o[2:] for action in sub._actions for o in action.option_strings if o.startswith("--")]
     first = extras[0]
-    hint = did_you_mean(first.split("=", 1)[0], options) if first.startswith("--") else ""
-    if hint:
-        return f"error: {sub.prog}: unrecognized option '{first}'{hint}\n"
-    return f"error: {sub.prog}: unrecognized arguments: {' '.join(extras)} (see `{sub.prog} --help`)\n"
+    # compared without the dashes, which every option shares and which would inflate the ratio
+    close = difflib.get_close_matches(first.split("=", 1)[0][2:], options, n=1) if first.startswith("--") else []
+    if close:
+        return f"error: {sub.prog}: unrecognized option '{first}' — did you mean '--{close[0]}'?\n"
+    return f"error: {parser.prog}: unrecognized arguments: {' '.join(extras)} (see `{parser.prog} --help`)\n"
 
 
 def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser | None:
