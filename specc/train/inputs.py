@@ -1,12 +1,20 @@
-"""A run's data: which dataset, whether it fits the spec, the splits and their preprocessing.
+"""A run's data: which dataset, whether it fits the spec, the splits and their preprocessing,
+and whether they are held in memory or streamed.
 
 The dataset is checked against the spec (`dataset_info`, no image read) before anything is
 loaded, so a wrong pairing fails in a second with both sides named, not after reading
 180 MB or, worse, after the first forward pass.
+
+Data modes: "memory" holds every split decoded in one uint8 array (on the device, batched
+there: the fastest path); "stream" (`folder` and `npy` datasets) lists the images and decodes
+each batch in DataLoader workers (`specc.train.data.streamloader`). "auto" streams when the
+decoded splits, one copy per process of this machine, would take more than a quarter of its
+memory (`choose_mode`). Both modes give the same batches and the same weights.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from specc.errors import UserError
@@ -15,18 +23,27 @@ from specc.outputs import require_classifier
 from specc.preprocessing import Preprocessing
 from specc.train.config import DATASET_NAMES, TrainConfig
 from specc.train.data import ArrayDataset, dataset_info, fit_preprocessing, load_dataset, split_validation
+from specc.train.data.stream import STREAMABLE, StreamDataset, decoded_size, open_stream
+
+MODES = ("auto", "memory", "stream")
+MEMORY_SHARE = 0.25  # auto mode holds data in memory up to this share of the machine's RAM
+
+Split = ArrayDataset | StreamDataset
 
 
 @dataclass(frozen=True, eq=False)
 class RunData:
-    """The splits of a run (uint8 arrays in memory) and the preprocessing fitted on `train`."""
+    """The splits of a run (uint8 arrays in memory, or streamed) and the preprocessing fitted
+    on `train`; `mode` is "memory" or "stream", `mode_line` says why."""
 
-    train: ArrayDataset
-    val: ArrayDataset | None
-    test: ArrayDataset
+    train: Split
+    val: Split | None
+    test: Split
     preprocessing: Preprocessing
+    mode: str = "memory"
+    mode_line: str = ""
 
-    def eval_splits(self) -> dict[str, ArrayDataset]:
+    def eval_splits(self) -> dict[str, Split]:
         """The splits evaluated after every epoch, in report order."""
         return {"val": self.val, "test": self.test} if self.val is not None else {"test": self.test}
 
@@ -76,23 +93,101 @@ def check_fits(graph: Graph, cfg: TrainConfig) -> None:
     )
 
 
-def load_run_data(graph: Graph, cfg: TrainConfig, preprocessing: dict | None = None) -> RunData:
+def load_run_data(
+    graph: Graph,
+    cfg: TrainConfig,
+    preprocessing: dict | None = None,
+    *,
+    mode: str = "memory",
+    workers: int | None = 0,
+    processes: int = 1,
+) -> RunData:
     """Load train/test (and val when `val_split` > 0), and fit the preprocessing on the
-    training part — or take `preprocessing` (a `to_dict()`, e.g. from a checkpoint) as is."""
+    training part — or take `preprocessing` (a `to_dict()`, e.g. from a checkpoint) as is.
+    `mode` "memory", "stream" or "auto" (`choose_mode`, for `processes` on this machine)."""
     check_fits(graph, cfg)
     name = dataset_name(cfg)
     size = graph.input_shape[1:]
-    options = dataset_options(graph, cfg)
-    train = load_dataset(name, cfg.data_dir, "train", image_size=size, **options)
-    test = load_dataset(name, cfg.data_dir, "test", image_size=size, **options)
+    workers = default_workers(processes) if workers is None else workers
+    mode, line = choose_mode(graph, cfg, mode, processes)
+    if mode == "stream":
+        line += (
+            f", {workers} decoding worker{'s' if workers != 1 else ''} per process"
+            if workers
+            else ", decoded in-process"
+        )
+        train, test = (open_stream(name, cfg.data_dir, split, size) for split in ("train", "test"))
+    else:
+        options = dataset_options(graph, cfg)
+        train = load_dataset(name, cfg.data_dir, "train", image_size=size, **options)
+        test = load_dataset(name, cfg.data_dir, "test", image_size=size, **options)
     val = None
     if cfg.val_split > 0:
         train, val = split_validation(train, cfg.val_split, cfg.seed)
     if preprocessing is not None:
         fitted = Preprocessing.from_dict(preprocessing)
+    elif isinstance(train, StreamDataset):
+        from specc.train.data.streamloader import fit_streamed
+
+        fitted = fit_streamed(cfg.preprocessing, train, workers)
     else:
         fitted = fit_preprocessing(cfg.preprocessing, train.images)
-    return RunData(train, val, test, fitted)
+    return RunData(train, val, test, fitted, mode, line)
+
+
+def choose_mode(graph: Graph, cfg: TrainConfig, requested: str, processes: int = 1) -> tuple[str, str]:
+    """("memory" or "stream", the line that says why). "auto" streams a `folder` or `npy`
+    dataset whose decoded train and test splits, times the processes on this machine (each
+    holds its own copy), exceed MEMORY_SHARE of its RAM; other datasets are read whole."""
+    name = dataset_name(cfg)
+    if requested not in MODES:
+        raise UserError(f"--data-mode {requested}: expected one of {', '.join(MODES)}")
+    if requested == "stream" and name not in STREAMABLE:
+        raise UserError(f"--data-mode stream: {name} is read whole; streaming is for folder and npy datasets")
+    size = decoded_size(name, cfg.data_dir, graph.input_shape) if name in STREAMABLE else None
+    if requested != "auto":
+        return requested, f"data: {requested} (--data-mode {requested})"
+    if size is None:
+        return "memory", f"data: memory ({name} is read whole)"
+    budget = int(MEMORY_SHARE * physical_memory())
+    need = size * max(processes, 1)
+    copies = f" x {processes} processes" if processes > 1 else ""
+    if need <= budget:
+        return "memory", f"data: memory (decoded {_bytes(size)}{copies} <= {_bytes(budget)}, a quarter of RAM)"
+    return "stream", f"data: stream (decoded {_bytes(size)}{copies} > {_bytes(budget)}, a quarter of RAM)"
+
+
+def resume_mode(requested: str, path, payload: dict | None) -> str:
+    """The data mode of a run: a resumed run keeps the one it recorded (a run started in
+    another mode is refused: its data fingerprints would not compare); a new one asks for
+    `requested`."""
+    saved = (payload or {}).get("data_mode")
+    if saved is None:
+        return requested if payload is None else "memory"
+    if requested not in ("auto", saved):
+        raise UserError(f"--data-mode {requested}: {path} was trained with --data-mode {saved}; a run keeps its mode")
+    return saved
+
+
+def default_workers(processes: int = 1) -> int:
+    """Decoding workers per training process when --workers is not given: this process's
+    share of the cores, at least 1, at most 8."""
+    return max(1, min(8, (os.cpu_count() or 1) // max(processes, 1)))
+
+
+def physical_memory() -> int:
+    """Bytes of RAM on this machine (8 GiB assumed where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def _bytes(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
 
 
 def load_split(graph: Graph, cfg: TrainConfig, split: str) -> ArrayDataset:
@@ -109,3 +204,45 @@ def load_split(graph: Graph, cfg: TrainConfig, split: str) -> ArrayDataset:
         return train
     train, val = split_validation(train, cfg.val_split, cfg.seed)
     return val if split == "val" else train
+
+
+def make_loaders(data: RunData, cfg: TrainConfig, world, device, workers: int | None = 0):
+    """(training loader, {split: (images, labels)} to evaluate, preprocess) for `Trainer`: in
+    memory, whole splits on the device; streamed, loaders that decode in `workers` processes.
+    `world` is the run's `World`; torch is imported here, not with this module."""
+    import torch
+
+    from specc.train.data import AugmentConfig, TensorLoader, torch_preprocess
+
+    if cfg.batch_size % world.size:
+        raise UserError(f"batch_size {cfg.batch_size} does not split evenly over {world.size} processes")
+    preprocess = torch_preprocess(data.preprocessing, device)
+    common = {
+        "shuffle": True,
+        "drop_last": False,
+        "preprocess": preprocess,
+        "augment": AugmentConfig(**cfg.augment.model_dump()),
+        "device": device,
+        "seed": cfg.seed,
+        "rank": world.rank,
+        "world_size": world.size,
+    }
+    batch = cfg.batch_size // world.size
+    workers = default_workers(world.local_size) if workers is None else workers
+    if isinstance(data.train, StreamDataset):
+        from specc.train.data.streamloader import StreamLoader, StreamSplit
+
+        loader = StreamLoader(data.train, batch, workers=workers, **common)
+        eval_sets = {
+            split: (StreamSplit(ds, device, workers), torch.from_numpy(ds.labels))
+            for split, ds in data.eval_splits().items()
+            if isinstance(ds, StreamDataset)
+        }
+    else:
+        loader = TensorLoader(torch.from_numpy(data.train.images), torch.from_numpy(data.train.labels), batch, **common)
+        eval_sets = {
+            split: (torch.from_numpy(ds.images).to(device), torch.from_numpy(ds.labels).to(device))
+            for split, ds in data.eval_splits().items()
+            if isinstance(ds, ArrayDataset)
+        }
+    return loader, eval_sets, preprocess

@@ -120,7 +120,7 @@ def test_name_split_and_size_errors():
         load_dataset("cifar-10", None, "train")
     assert str(caught.value) == (
         "unknown dataset 'cifar-10': expected one of cifar10, cifar100, fashion-mnist, mnist, "
-        "folder, synthetic — did you mean 'cifar10'?"
+        "folder, npy, synthetic — did you mean 'cifar10'?"
     )
     with pytest.raises(UserError, match="^mnist: unknown split 'val': expected 'train' or 'test'$"):
         load_dataset("mnist", None, "val")

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from specc.errors import UserError, did_you_mean
 from specc.train.data.base import ArrayDataset, check_split
 
-DATASETS = ("cifar10", "cifar100", "fashion-mnist", "mnist", "folder", "synthetic")
+if TYPE_CHECKING:
+    from specc.train.data.stream import StreamDataset
+
+Split = TypeVar("Split", ArrayDataset, "StreamDataset")
+
+DATASETS = ("cifar10", "cifar100", "fashion-mnist", "mnist", "folder", "npy", "synthetic")
 # (channels, classes, (H, W)) of the fixed-format datasets.
 _FIXED_INFO = {
     "cifar10": (3, 10, (32, 32)),
@@ -65,6 +71,10 @@ def load_dataset(
         from specc.train.data.folder import load_folder
 
         return load_folder(data_dir, split, image_size)
+    if name == "npy":
+        from specc.train.data.arrays import load_npy
+
+        return load_npy(data_dir, split)
     if image_size is None:
         raise UserError("synthetic: image_size is required: the spec's input size sets it")
     return synthetic(split, image_size, **options)
@@ -83,6 +93,10 @@ def dataset_info(name: str, data_dir: str | None = None, **options: int) -> tupl
         merged = {**SYNTHETIC_DEFAULTS, **options}
         _check_positive(merged)
         return merged["channels"], merged["classes"], None
+    if name == "npy":
+        from specc.train.data.arrays import npy_info
+
+        return npy_info(data_dir)
     if data_dir is None:
         raise UserError("folder: no data directory given: pass --data-dir holding train/<class>/")
     train = Path(data_dir) / "train"
@@ -127,9 +141,10 @@ def synthetic(
     return ArrayDataset(images, labels, classes, names, "synthetic", source)
 
 
-def split_validation(ds: ArrayDataset, fraction: float, seed: int) -> tuple[ArrayDataset, ArrayDataset]:
+def split_validation(ds: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """Split off a stratified validation set of round(fraction * N) samples, deterministic
-    in `seed`. Each class gives its share; leftover slots go to the largest remainders."""
+    in `seed`. Each class gives its share; leftover slots go to the largest remainders. A
+    streamed split (`StreamDataset`) is divided exactly as the same split in memory."""
     if not 0 < fraction < 1:
         raise UserError(f"{ds.name}: validation fraction {fraction} must be between 0 and 1")
     target = round(fraction * len(ds))
@@ -151,14 +166,11 @@ def split_validation(ds: ArrayDataset, fraction: float, seed: int) -> tuple[Arra
         is_val[by_class[start : start + n]] = True
     parts = []
     for mask, part in ((~is_val, "train"), (is_val, "val")):
-        parts.append(
-            replace(
-                ds,
-                images=ds.images[mask],
-                labels=ds.labels[mask],
-                source=f"{ds.source} [split_validation fraction={fraction} seed={seed}: {part}]",
-            )
-        )
+        source = f"{ds.source} [split_validation fraction={fraction} seed={seed}: {part}]"
+        if isinstance(ds, ArrayDataset):
+            parts.append(replace(ds, images=ds.images[mask], labels=ds.labels[mask], source=source))
+        else:
+            parts.append(ds.subset(mask, source))
     return parts[0], parts[1]
 
 

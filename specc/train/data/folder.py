@@ -7,6 +7,7 @@ Class indices come from the sorted class folders of `train`, so train and test a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,30 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".ti
 
 def load_folder(data_dir: str | None, split: str, image_size: tuple[int, int] | None) -> ArrayDataset:
     """Read one split of an image-folder dataset as (N, 3, H, W) uint8, H, W = image_size."""
-    if data_dir is None:
-        raise UserError("folder: no data directory given: pass --data-dir holding train/<class>/")
     if image_size is None:
         raise UserError("folder: image_size is required: the spec's input size sets it")
+    listing = list_folder(data_dir, split)
+    height, width = image_size
+    array = np.empty((len(listing.files), 3, height, width), dtype=np.uint8)  # (N, C, H, W)
+    for i, path in enumerate(listing.files):
+        array[i] = decode_image(path, (height, width)).transpose(2, 0, 1)
+    return ArrayDataset(array, listing.labels, len(listing.classes), listing.classes, "folder", str(listing.root))
+
+
+@dataclass(frozen=True, eq=False)
+class FolderListing:
+    """The images of one split, in a fixed order (class folders sorted, files sorted within)."""
+
+    root: Path  # the split's folder
+    files: list[Path]
+    labels: np.ndarray  # (N,) int64
+    classes: list[str]  # the class names, from the train split's folders
+
+
+def list_folder(data_dir: str | None, split: str) -> FolderListing:
+    """List one split of `data_dir/train/<class>/...` without decoding any image."""
+    if data_dir is None:
+        raise UserError("folder: no data directory given: pass --data-dir holding train/<class>/")
     root = Path(data_dir)
     split_dir = _split_dir(root, split)
     class_source = root / "train" if (root / "train").is_dir() else split_dir
@@ -42,13 +63,7 @@ def load_folder(data_dir: str | None, split: str, image_size: tuple[int, int] | 
         labels += [index[class_dir.name]] * len(images)
     if not files:
         raise UserError(f"{split_dir}: no class folders: expected {split_dir}/<class>/<image>")
-    height, width = image_size
-    array = np.empty((len(files), 3, height, width), dtype=np.uint8)  # (N, C, H, W)
-    for i, path in enumerate(files):
-        array[i] = decode_image(path, (height, width)).transpose(2, 0, 1)
-    return ArrayDataset(
-        array, np.asarray(labels, dtype=np.int64), len(class_names), class_names, "folder", str(split_dir)
-    )
+    return FolderListing(split_dir, files, np.asarray(labels, dtype=np.int64), class_names)
 
 
 def decode_image(path: Path, image_size: tuple[int, int]) -> np.ndarray:

@@ -104,8 +104,10 @@ def torch_preprocess(
     return gcn_zca
 
 
-class TensorLoader:
-    """Batches of (images float32 (B, C, H, W), labels int64 (B,)) from tensors on a device.
+class EpochPlan:
+    """What every loader of a training split shares: the batches per epoch and each epoch's
+    plan (order, flips, offsets), a pure function of (seed, epoch) — so the in-memory loader
+    and the streaming one (`specc.train.data.streamloader`) give the same batches.
 
     Call `set_epoch(e)` before iterating each epoch, as with DistributedSampler; iterating
     twice without it repeats the same epoch.
@@ -113,48 +115,39 @@ class TensorLoader:
 
     def __init__(
         self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
+        count: int,
         batch_size: int,
         *,
         shuffle: bool,
         drop_last: bool,
-        preprocess: Callable[[torch.Tensor], torch.Tensor],
-        augment: AugmentConfig = AugmentConfig(),
-        device: torch.device | str | None = None,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
+        augment: AugmentConfig,
+        image_size: tuple[int, int],
+        seed: int,
+        rank: int,
+        world_size: int,
     ):
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be (N, C, H, W) uint8, got {images.dtype} {tuple(images.shape)}")
-        if labels.shape != (len(images),):
-            raise ValueError(f"labels must be ({len(images)},), got {tuple(labels.shape)}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
         if batch_size < 1:
             raise UserError(f"batch_size {batch_size} must be at least 1")
-        _, _, height, width = images.shape
+        height, width = image_size
         if augment.padding == "reflect" and augment.translate >= min(height, width):
             raise UserError(
                 f"augment.translate {augment.translate} with reflect padding needs images larger "
                 f"than {augment.translate} pixels, got {height}x{width}"
             )
-        self.device = torch.device(device) if device is not None else images.device
-        self.images = images.to(self.device)  # (N, C, H, W) uint8: one copy, kept for good
-        self.labels = labels.to(self.device, torch.int64)  # (N,)
+        self.count = count
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.preprocess = preprocess
         self.augment = augment
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
-        self.num_samples = math.ceil(len(images) / world_size)  # per rank, after padding
+        self.num_samples = math.ceil(count / world_size)  # per rank, after padding
         if len(self) == 0:
             rule = " with drop_last" if drop_last else ""
             raise UserError(f"batch_size {batch_size}{rule} leaves no batch: only {self.num_samples} samples per rank")
@@ -181,7 +174,7 @@ class TensorLoader:
     def epoch_plan(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """This rank's (indices (S,), flip mask (S,), offsets (S, 2)) for the current epoch,
         on the CPU; S = num_samples. Draws the same numbers on every rank and device."""
-        count = len(self.images)
+        count = self.count
         total = self.num_samples * self.world_size
         generator = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
         if self.shuffle:
@@ -196,6 +189,53 @@ class TensorLoader:
         shard = slice(self.rank, total, self.world_size)
         return order[shard], flips[shard], offsets[shard]
 
+    def augmented(self, x: torch.Tensor, flips: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """`x` (B, C, H, W), preprocessed, with this batch's flips and translations applied."""
+        if self.augment.flip:
+            x = flip_batch(x, flips)
+        if self.augment.translate:
+            x = translate_batch(x, offsets, self.augment.translate, self.augment.padding)
+        return x
+
+
+class TensorLoader(EpochPlan):
+    """Batches of (images float32 (B, C, H, W), labels int64 (B,)) from tensors on a device."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        preprocess: Callable[[torch.Tensor], torch.Tensor],
+        augment: AugmentConfig = AugmentConfig(),
+        device: torch.device | str | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be (N, C, H, W) uint8, got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != (len(images),):
+            raise ValueError(f"labels must be ({len(images)},), got {tuple(labels.shape)}")
+        super().__init__(
+            len(images),
+            batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            augment=augment,
+            image_size=(images.shape[2], images.shape[3]),
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+        )
+        self.device = torch.device(device) if device is not None else images.device
+        self.images = images.to(self.device)  # (N, C, H, W) uint8: one copy, kept for good
+        self.labels = labels.to(self.device, torch.int64)  # (N,)
+        self.preprocess = preprocess
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.batches()
 
@@ -208,11 +248,21 @@ class TensorLoader:
             index = indices[batch]
             # index_select, not images[index]: advanced indexing is ~10x slower on the CPU.
             x = self.preprocess(self.images.index_select(0, index).float())  # (B, C, H, W) float32
-            if self.augment.flip:
-                x = flip_batch(x, flips[batch])
-            if self.augment.translate:
-                x = translate_batch(x, offsets[batch], self.augment.translate, self.augment.padding)
-            yield x, self.labels.index_select(0, index)
+            yield self.augmented(x, flips[batch], offsets[batch]), self.labels.index_select(0, index)
+
+
+def eval_batches(images, labels: torch.Tensor, rank: int, world_size: int, batch_size: int):
+    """(uint8 images (B, C, H, W), labels (B,)) of the strided shard `rank::world_size` of a
+    split (no padding, so no image counts twice), on the split's device. `images` is a
+    tensor on the device, or a streamed split (`streamloader.StreamSplit`) that decodes its
+    batches in worker processes."""
+    if not isinstance(images, torch.Tensor):
+        yield from images.batches(rank, world_size, batch_size)
+        return
+    shard = torch.arange(rank, len(images), world_size, device=images.device)
+    for start in range(0, len(shard), batch_size):
+        index = shard[start : start + batch_size]
+        yield images.index_select(0, index), labels.index_select(0, index)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

@@ -92,13 +92,31 @@ def _fit_zca(images: np.ndarray, gcn: dict[str, float], eps: float) -> tuple[np.
 def _channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact per-channel mean and std on [0, 1] from 256-bin histograms, so CIFAR's 150M
     pixels never become a float array."""
+    return stats_from_histograms(channel_histograms(images))
+
+
+def channel_histograms(images: np.ndarray) -> np.ndarray:
+    """(C, 256) int64: how many pixels of each channel have each value. Histograms of parts of
+    a dataset add up to the whole's, so a streamed dataset is fitted exactly as one in memory."""
+    return np.stack([np.bincount(images[:, c].ravel(), minlength=256) for c in range(images.shape[1])]).astype(
+        np.int64
+    )
+
+
+def stats_from_histograms(histograms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (mean, std) on [0, 1], float32, of the pixels counted in `histograms` (C, 256)."""
     values = np.arange(256, dtype=np.float64) / 255
     means, stds = [], []
-    for channel in range(images.shape[1]):
-        histogram = np.bincount(images[:, channel].ravel(), minlength=256)
+    for histogram in histograms:
         count = histogram.sum()
         mean = (histogram * values).sum() / count
         variance = (histogram * values**2).sum() / count - mean**2
         means.append(mean)
         stds.append(math.sqrt(max(variance, 0.0)))
     return np.asarray(means, dtype=np.float32), np.asarray(stds, dtype=np.float32)
+
+
+def normalize_from_histograms(histograms: np.ndarray, shape: tuple[int, int, int]) -> Preprocessing:
+    """The "normalize" preprocessing of a dataset whose channel histograms are `histograms`."""
+    mean, std = stats_from_histograms(histograms)
+    return Preprocessing("normalize", shape, mean=mean, std=np.maximum(std, _MIN_STD).astype(np.float32))
