@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 from specc.ir import Graph
 from specc.opbase import _Windowed
 
-TRAINING_ONLY = ("init", "init_std", "momentum")  # not in ONNX: nothing to import them from
+TRAINING_ONLY = ("init", "init_std", "momentum", "init_slope", "init_value")  # not in ONNX: nothing to import them from
 
 
 def comparable(graph: Graph) -> tuple:

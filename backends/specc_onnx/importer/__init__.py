@@ -11,6 +11,8 @@ comes in through ONNX export (`specc_torch.export`), so there is one importer.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +20,22 @@ import onnx
 
 from specc.ir import Graph
 from specc_onnx.importer.build import PATTERNS, import_view, layer_name
+from specc_onnx.importer.embedded import embedded_spec
 from specc_onnx.importer.match import Match, NoMatch
 from specc_onnx.importer.view import checked_view, load_model
+from specc_onnx.metadata import PREFIX
 
-__all__ = ["PATTERNS", "Match", "NoMatch", "import_onnx", "layer_name"]
+__all__ = ["PATTERNS", "Imported", "Match", "NoMatch", "import_model", "import_onnx", "layer_name"]
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What an import gives: the spec, its weights (state_dict names, float32 numpy) and notes
+    for the user (what came back from the embedded spec, what was folded)."""
+
+    graph: Graph
+    weights: dict[str, np.ndarray]
+    notes: tuple[str, ...] = field(default=())
 
 
 def import_onnx(
@@ -31,5 +45,31 @@ def import_onnx(
     (a path, serialised bytes or a ModelProto). `name` names the network (default: the ONNX
     graph's name); `label` names the model in messages. Raises `UserError` (one line) for
     anything specc cannot represent exactly."""
+    result = import_model(source, name=name, label=label)
+    return result.graph, result.weights
+
+
+def import_model(
+    source: str | Path | bytes | onnx.ModelProto, *, name: str | None = None, label: str = ""
+) -> Imported:
+    """`import_onnx` with notes. A model specc compiled comes back as its embedded spec when
+    that spec, compiled with the model's weights, is exactly the model (`embedded`)."""
     model, label = load_model(source, label)
-    return import_view(checked_view(model, label), label, name)
+    view = checked_view(model, label)  # the checks run whatever the metadata says
+    restored = embedded_spec(model)
+    if restored is not None:
+        graph, weights = restored
+        graph = graph.replace(name=name) if name else graph
+        return Imported(graph, weights, ("restored from the spec the model carries (specc.spec, verified)",))
+    graph, weights = import_view(view, label, name)
+    return Imported(graph, weights, _folded_notes(model))
+
+
+def _folded_notes(model: onnx.ModelProto) -> tuple[str, ...]:
+    """What `specc.folded` says was folded: each such batch_norm is now its conv's bias."""
+    props = {p.key: p.value for p in model.metadata_props}
+    try:
+        pairs = json.loads(props.get(f"{PREFIX}folded", "[]"))
+        return tuple(f"batch_norm {bn} was folded into {conv}: it comes back as {conv} with bias" for conv, bn in pairs)
+    except (ValueError, TypeError):
+        return ()

@@ -18,13 +18,30 @@ from specc.ops import OPS
 from specc.shapes import infer
 from specc.spec import load_graph_text
 from specc_onnx.importer.match import Match, NoMatch, Pattern
-from specc_onnx.importer.patterns_activations import PATTERNS as ACTIVATION_PATTERNS
+from specc_onnx.importer.patterns_activations import RULES as ACTIVATION_RULES
+from specc_onnx.importer.patterns_decomposed import DECOMPOSED
 from specc_onnx.importer.patterns_layers import PATTERNS as LAYER_PATTERNS
 from specc_onnx.importer.patterns_structure import PASS_THROUGH
 from specc_onnx.importer.patterns_structure import PATTERNS as STRUCTURE_PATTERNS
 from specc_onnx.importer.view import ModelView, OnnxNode
 
-PATTERNS: dict[str, Pattern] = {**LAYER_PATTERNS, **ACTIVATION_PATTERNS, **STRUCTURE_PATTERNS}
+
+# op_type -> the op's own pattern, whose reason is the one reported when nothing matches
+OWN: dict[str, Pattern] = {**LAYER_PATTERNS, **STRUCTURE_PATTERNS}
+
+
+def _rules() -> dict[str, tuple[Pattern, ...]]:
+    """op_type -> the patterns tried on a node of it, in order: the decompositions it can
+    begin (each matches only the exact form, so a longer form is found before a shorter one:
+    x · x is GELU's start before it is a `mul`), then the op's own pattern."""
+    rules: dict[str, tuple[Pattern, ...]] = {}
+    for table in (DECOMPOSED, ACTIVATION_RULES, {k: (v,) for k, v in OWN.items()}):
+        for op_type, patterns in table.items():
+            rules[op_type] = tuple(dict.fromkeys((*rules.get(op_type, ()), *patterns)))
+    return rules
+
+
+PATTERNS: dict[str, tuple[Pattern, ...]] = _rules()
 # The last part of an exporter's node name that only repeats the op (`conv1/conv` from specc,
 # `/layer1/conv1/Conv` or `/relu/Relu_1` from PyTorch): dropped from the layer's name.
 _GENERIC_PARTS = ("conv", "linear")
@@ -46,10 +63,7 @@ def import_view(view: ModelView, label: str, name: str | None = None) -> tuple[G
         if onnx_node.op_type in PASS_THROUGH:
             values[onnx_node.output] = _layer_of(values, onnx_node.inputs[0], label, onnx_node)
             continue
-        pattern = PATTERNS.get(onnx_node.op_type)
-        if pattern is None:
-            raise refusal(label, onnx_node, "specc has no layer for this op")
-        match = pattern(view, onnx_node)
+        match = first_match(view, onnx_node)
         if isinstance(match, NoMatch):
             raise refusal(label, onnx_node, match.reason)
         covered.update(n.index for n in match.nodes)
@@ -60,6 +74,21 @@ def import_view(view: ModelView, label: str, name: str | None = None) -> tuple[G
     graph = _graph(view, nodes, values, label, name)
     _check_weights(graph, weights, label)
     return graph, weights
+
+
+def first_match(view: ModelView, node: OnnxNode) -> Match | NoMatch:
+    """The first pattern of the node's op that matches, or why not: the op's own pattern's
+    reason, else the first one's."""
+    reasons: dict[Pattern, str] = {}
+    for pattern in PATTERNS.get(node.op_type, ()):
+        match = pattern(view, node)
+        if isinstance(match, Match):
+            return match
+        reasons[pattern] = match.reason
+    own = OWN.get(node.op_type)
+    if own is not None:
+        return NoMatch(reasons[own])
+    return NoMatch(next(iter(reasons.values()), "specc has no layer for this op"))
 
 
 def _layer_of(values: dict[str, str], value: str, label: str, node: OnnxNode) -> str:
@@ -77,7 +106,20 @@ def _node(match: Match, values: dict[str, str], taken: set[str], label: str) -> 
         where = ".".join(str(p) for p in error["loc"])
         raise refusal(label, match.anchor, f"{match.op['type']} {where}: {error['msg']}") from None
     inputs = tuple(_layer_of(values, v, label, match.anchor) for v in match.inputs)
-    return Node(layer_name(match.anchor, cls.name_prefix, taken), op, inputs)
+    return Node(layer_name(_naming_node(match), cls.name_prefix, taken), op, inputs)
+
+
+def _naming_node(match: Match) -> OnnxNode:
+    """The node whose name names the layer: the one named after the scope all the layer's
+    nodes share (specc's `t` beside `t/pool`, `c0` beside `c0/conv`), else the anchor."""
+    paths = [[p for p in n.name.split("/") if p] for n in match.nodes if n.op_type != "Constant"]
+    if len(paths) < 2 or not all(paths):
+        return match.anchor
+    common = paths[0]
+    for path in paths[1:]:
+        common = common[: next((i for i, (a, b) in enumerate(zip(common, path)) if a != b), min(len(common), len(path)))]
+    named = [n for n, path in zip((n for n in match.nodes if n.op_type != "Constant"), paths) if path == common]
+    return named[0] if named else match.anchor
 
 
 def layer_name(node: OnnxNode, prefix: str, taken: set[str]) -> str:

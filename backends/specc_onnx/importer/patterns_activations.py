@@ -6,9 +6,11 @@ activation layer, or the `activation:` of the conv/linear before it (`fuse_activ
 from __future__ import annotations
 
 import math
+import re
 
 from specc.ops import FUSABLE
-from specc_onnx.importer.match import Match, NoMatch, Result, const_input, only_reader, scalar
+from specc_onnx.importer.match import Match, NoMatch, Pattern, Result, const_input, only_reader, scalar
+from specc_onnx.importer.patterns_decomposed import gelu_tanh, softplus_scaled
 from specc_onnx.importer.view import ModelView, OnnxNode
 from specc_onnx.ops_activations import SELU_ALPHA, SELU_SCALE
 
@@ -183,22 +185,54 @@ PATTERNS = {
 }
 
 
+# op_type -> the activation patterns a node of it may begin (the decomposed forms specc and
+# exporters write included)
+RULES: dict[str, tuple[Pattern, ...]] = {
+    **{k: (v,) for k, v in PATTERNS.items()},
+    "Mul": (gelu_tanh, softplus_scaled, gelu_erf),
+    "Softplus": (softplus_scaled, softplus),
+}
+
+
 def fuse_activation(view: ModelView, layer: Match) -> Match:
     """`layer` (a conv, linear or conv_transpose) with the activation that alone reads its
-    output fused in as `activation:`; `layer` itself when there is none."""
+    output fused in as `activation:`; `layer` itself when there is none, or when the
+    activation is named as a layer of its own (`c0` then `t`: specc's standalone layer)."""
     out = layer.output
     readers = view.consumers(out)
-    if not readers or view.is_output(out) or readers[0].op_type not in (*PATTERNS, "Mul"):
+    if not readers or view.is_output(out):
         return layer
-    pattern = gelu_erf if readers[0].op_type == "Mul" else PATTERNS[readers[0].op_type]
-    act = pattern(view, readers[0])
-    if not isinstance(act, Match) or act.inputs != (out,) or act.weights or act.op["type"] not in FUSABLE:
+    act = _activation(view, readers[0])
+    if act is None or act.inputs != (out,) or act.weights or act.op["type"] not in FUSABLE:
         return layer
     if not {r.index for r in readers} <= {n.index for n in act.nodes}:
         return layer  # another layer reads the value before the activation
+    if _named_apart(layer.anchor, act.nodes[-1]):
+        return layer
     params = {k: v for k, v in act.op.items() if k != "type"}
     if act.op["type"] == "leaky_relu":  # the name form reads the layer's own `slope`
         fused: dict = {"activation": "leaky_relu", "slope": params["slope"]}
     else:
         fused = {"activation": {"type": act.op["type"], **params} if params else act.op["type"]}
     return layer.extended(fused, act.nodes)
+
+
+def _activation(view: ModelView, node: OnnxNode) -> Match | None:
+    for pattern in RULES.get(node.op_type, ()):
+        found = pattern(view, node)
+        if isinstance(found, Match):
+            return found
+    return None
+
+
+def _named_apart(layer: OnnxNode, activation: OnnxNode) -> bool:
+    """Both nodes carry plain names (no scope path) that differ: two layers, as specc names a
+    standalone activation (`c0`, `t`); a fused one is `c0/conv`, `c0`, and PyTorch's scopes
+    (`/conv1/Conv`, `/relu/Relu`) are fused as before."""
+    plain = [n.name for n in (layer, activation) if n.name and "/" not in n.name and not _generated(n)]
+    return len(plain) == 2 and plain[0] != plain[1]
+
+
+def _generated(node: OnnxNode) -> bool:
+    """A name an exporter makes from the op alone (`Relu_3`, `node_Conv_0`, `node_relu`)."""
+    return re.fullmatch(rf"(node_)?{node.op_type}(_\d+)?", node.name, flags=re.IGNORECASE) is not None

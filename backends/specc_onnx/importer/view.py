@@ -135,6 +135,20 @@ def _short(value):
     return value
 
 
+def decode_attribute(attr: onnx.AttributeProto):
+    """An attribute's value as plain Python, float32 numbers at their shortest."""
+    return _short(helper.get_attribute_value(attr))
+
+
+def _fold_reshape(array: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+    """A stored array reshaped to a stored target (0 keeps a dim), or None where ONNX would refuse."""
+    dims = [int(d) if int(d) != 0 or i >= array.ndim else array.shape[i] for i, d in enumerate(target.reshape(-1))]
+    try:
+        return array.reshape(dims)
+    except ValueError:
+        return None
+
+
 def _dims(value_info) -> tuple:
     if not value_info.type.HasField("tensor_type") or not value_info.type.tensor_type.HasField("shape"):
         return ()
@@ -164,12 +178,16 @@ def _view(model: onnx.ModelProto, label: str) -> ModelView:
             raise UserError(
                 f"{label}: node {node.name or i} ({node.domain}::{node.op_type}): a custom-domain op — not supported"
             )
-        attrs = {a.name: _short(helper.get_attribute_value(a)) for a in node.attribute}
+        attrs = {a.name: decode_attribute(a) for a in node.attribute}
         nodes.append(OnnxNode(i, node.name, node.op_type, tuple(node.input), tuple(node.output), attrs))
         if node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
             consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
         elif node.op_type == "Identity" and node.input[0] in consts:  # exporters alias shared weights
             consts[node.output[0]] = consts[node.input[0]]
+        elif node.op_type == "Reshape" and all(v in consts for v in node.input[:2]) and len(node.input) == 2:
+            folded = _fold_reshape(consts[node.input[0]], consts[node.input[1]])  # a slope or scale laid out
+            if folded is not None:
+                consts[node.output[0]] = folded
     view = ModelView(
         name=graph.name,
         description=graph.doc_string,
