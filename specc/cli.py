@@ -35,6 +35,9 @@ COMMANDS = (
     "ablate",
 )
 
+# Commands about specc itself rather than a network, listed last.
+TOOLING = ("completion",)
+
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 
 
@@ -89,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"specc {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS + TOOLING:
         try:
             module = importlib.import_module(f"specc.commands.{name}")
         except ModuleNotFoundError as exc:
