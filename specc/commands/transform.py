@@ -15,7 +15,7 @@ from typing import Any
 from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
 from specc.emit import schema_modeline
 from specc.errors import UserError
-from specc.fileio import write_text
+from specc.fileio import write_bytes, write_text
 from specc.spec import load_graph_text
 from specc.transforms import OPTIONS, TRANSFORMS, build_steps, run
 from specc.transforms.files import check_writable
@@ -93,6 +93,11 @@ specc transform --list
     )
     out.add_argument("--force", action="store_true", help="overwrite existing output files")
     out.add_argument("--diff", action="store_true", help="print the layers added/removed/changed and the totals")
+    out.add_argument(
+        "--draw",
+        metavar="OUT.svg",
+        help="draw the spec before and after side by side, changes highlighted (.svg, .png, .pdf or .dot)",
+    )
     out.add_argument("--weights", metavar="CKPT", help="a checkpoint of the input spec to carry over")
     out.add_argument("--weights-out", metavar="OUT", help="where to write the remapped checkpoint")
     out.add_argument("--list", action="store_true", help="list the transforms with their rationale and exit")
@@ -111,6 +116,10 @@ def run_command(args) -> int:
     # Refuse before doing any work, so a refusal never leaves one output written.
     if args.output:
         check_writable(args.output, args.force, "-o")
+    if args.draw:
+        from specc.draw import output_format
+
+        output_format(args.draw, "--draw")
     if args.weights_out:
         check_writable(args.weights_out, args.force, "--weights-out")
         if args.output and args.output == args.weights_out:
@@ -122,6 +131,7 @@ def run_command(args) -> int:
     result = run(graph, build_steps(args.steps, options), **check_kwargs(args))
     for note in result.notes:
         print(note.format(), file=sys.stderr)
+    drawing = _drawing(args.draw, result) if args.draw else b""  # rendered before any file is written
 
     labels = ", ".join(step.label() for step in result.steps)
     if args.weights:
@@ -137,6 +147,9 @@ def run_command(args) -> int:
             f"wrote {args.output} ({result.graph.name} after {labels}: {result.report.total_params:,} parameters)",
             file=sys.stderr,
         )
+    if drawing:
+        write_bytes(args.draw, drawing)
+        print(f"wrote {args.draw} ({result.graph.name} before and after {labels})", file=sys.stderr)
     if args.diff:
         from specc.transforms.diff import render
 
@@ -144,6 +157,13 @@ def run_command(args) -> int:
     elif not args.output:
         print(spec_text, end="")
     return 0
+
+
+def _drawing(path: str, result) -> bytes:
+    """`--draw`: the spec before and after, side by side, as `specc draw --diff` draws them."""
+    from specc.draw import diff_scene, output_format, render
+
+    return render(diff_scene(result.source_report, result.report), output_format(path, "--draw"))
 
 
 def describe_table() -> str:
