@@ -18,7 +18,7 @@ from specc.train.data.base import ArrayDataset, check_split
 if TYPE_CHECKING:
     from specc.train.data.stream import StreamDataset
 
-Split = TypeVar("Split", ArrayDataset, "StreamDataset")
+Split = TypeVar("Split", bound="ArrayDataset | StreamDataset")
 
 DATASETS = ("cifar10", "cifar100", "fashion-mnist", "mnist", "folder", "npy", "synthetic")
 # (channels, classes, (H, W)) of the fixed-format datasets.

@@ -98,9 +98,7 @@ def _channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def channel_histograms(images: np.ndarray) -> np.ndarray:
     """(C, 256) int64: how many pixels of each channel have each value. Histograms of parts of
     a dataset add up to the whole's, so a streamed dataset is fitted exactly as one in memory."""
-    return np.stack([np.bincount(images[:, c].ravel(), minlength=256) for c in range(images.shape[1])]).astype(
-        np.int64
-    )
+    return np.stack([np.bincount(images[:, c].ravel(), minlength=256) for c in range(images.shape[1])]).astype(np.int64)
 
 
 def stats_from_histograms(histograms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
