@@ -128,7 +128,7 @@ def layer_lines(
     lines += [TextLine(t, "body") for t in textwrap.wrap(option_text(op), WRAP, break_on_hyphens=False)]
     lines += [TextLine(t, "note") for t in textwrap.wrap(change_note, WRAP, break_on_hyphens=False)]
     lines.append(TextLine(f"{ARROW} {dims(shape)}", "shape"))
-    if params is not None:
+    if params:  # layers without weights say nothing rather than "0 params"
         lines.append(TextLine(f"{params:,} params", "body"))
     if weight_note:
         lines.append(TextLine(weight_note, "body"))

@@ -42,7 +42,12 @@ class Rect:
         return (self.x + self.w / 2, self.y + self.h / 2)
 
     def overlaps(self, other: Rect) -> bool:
-        return self.x < other.x + other.w and other.x < self.x + self.w and self.y < other.y + other.h and other.y < self.y + self.h
+        return (
+            self.x < other.x + other.w
+            and other.x < self.x + self.w
+            and self.y < other.y + other.h
+            and other.y < self.y + self.h
+        )
 
     def contains(self, x: float, y: float, inset: float = 0.0) -> bool:
         return self.x + inset < x < self.x + self.w - inset and self.y + inset < y < self.y + self.h - inset
@@ -186,13 +191,11 @@ def _order(levels: list[list[Item]], up, down, index: dict[str, int]) -> None:
     def sweep(rows: range, neighbours) -> None:
         for r in rows:
             place = {item: i for i, item in enumerate(levels[r - 1 if neighbours is up else r + 1])}
-            current = {item: i for i, item in enumerate(levels[r])}
-
-            def barycenter(item: Item) -> tuple[float, float]:
+            keys = {}
+            for i, item in enumerate(levels[r]):
                 near = [place[n] for n in neighbours[item]]
-                return (sum(near) / len(near) if near else current[item], tie(item))
-
-            levels[r].sort(key=barycenter)
+                keys[item] = (sum(near) / len(near) if near else i, tie(item))
+            levels[r].sort(key=keys.__getitem__)
 
     for level in levels:
         level.sort(key=tie)

@@ -44,7 +44,7 @@ def render_svg(scene: Scene) -> str:
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}"'
-        f' font-family={quoteattr(FONT_FAMILY)}>',
+        f" font-family={quoteattr(FONT_FAMILY)}>",
         f"<title>{escape(scene.title)}</title>",
         "<defs>",
     ]

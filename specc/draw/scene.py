@@ -7,6 +7,7 @@ from its longest line and the renderers (SVG, matplotlib) agree on it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from specc.draw.diff import GraphDiff, diff_graphs
@@ -179,7 +180,9 @@ def _moved(panel: _Panel, dx: float, dy: float) -> _Panel:
         return replace(t, x=t.x + dx, y=t.y + dy)
 
     def move_commands(commands):
-        return tuple((op, tuple(v + (dx if i % 2 == 0 else dy) for i, v in enumerate(values))) for op, values in commands)
+        return tuple(
+            (op, tuple(v + (dx if i % 2 == 0 else dy) for i, v in enumerate(values))) for op, values in commands
+        )
 
     boxes = tuple(
         replace(
@@ -197,11 +200,19 @@ def _moved(panel: _Panel, dx: float, dy: float) -> _Panel:
 
 
 def heading(report: ShapeReport) -> str:
+    """The line under a diagram's title: input, outputs and parameters."""
     graph = report.graph
-    return f"{graph.name}: input {dims(graph.input_shape)}, {describe_outputs(report)}, {report.total_params:,} params"
+    return f"input {dims(graph.input_shape)}, {describe_outputs(report)}, {report.total_params:,} params"
 
 
-HEADING_H = 30.0
+HEADING_H = 48.0
+
+
+def _title(x: float, y: float, title: str, report: ShapeReport) -> tuple[list[SceneText], float]:
+    """A bold title and the heading line under it, from baseline `y`; and their width."""
+    details = heading(report)
+    texts = [SceneText(x, y, title, "heading", "start"), SceneText(x, y + 17, details, "body", "start")]
+    return texts, max(text_width(title, "heading"), text_width(details, "body")) + 24
 
 
 def network_scene(
@@ -209,10 +220,16 @@ def network_scene(
 ) -> Scene:
     """One spec's diagram: a heading, then the layered layout."""
     panel = _moved(_panel(report, rankdir, params=params, weight_notes=weight_notes), 0, HEADING_H)
-    title = heading(report)
-    head = SceneText(12, 20, title, "heading", "start")
-    width = max(panel.width, text_width(title, "heading") + 24)
-    return Scene(width, panel.height + HEADING_H, panel.boxes, panel.edges, (head,), title=report.graph.name)
+    texts, title_w = _title(12, 20, report.graph.name, report)
+    width = max(panel.width, title_w)
+    return Scene(
+        math.ceil(width),
+        math.ceil(panel.height + HEADING_H),
+        panel.boxes,
+        panel.edges,
+        tuple(texts),
+        title=report.graph.name,
+    )
 
 
 def diff_scene(before: ShapeReport, after: ShapeReport, rankdir: str = "TB", *, params: bool = False) -> Scene:
@@ -220,27 +237,21 @@ def diff_scene(before: ShapeReport, after: ShapeReport, rankdir: str = "TB", *, 
     found: GraphDiff = diff_graphs(before.graph, after.graph)
     left = _panel(before, rankdir, params=params, diff=(found.before, found.notes), side="before")
     right = _panel(after, rankdir, params=params, diff=(found.after, found.notes), side="after")
-    legend_h = 34.0
-    titles = (f"before: {heading(before)}", f"after: {heading(after)}")
-    gap = 40.0
+    top, gap = 34.0, 40.0  # the legend's height; the space between the panels
+    first, first_w = _title(12, top + 20, f"before: {before.graph.name}", before)
     if rankdir == "TB":
-        left_w = max(left.width, text_width(titles[0], "heading") + 24)
-        a, b = _moved(left, 0, HEADING_H + legend_h), _moved(right, left_w + gap, HEADING_H + legend_h)
-        texts = [
-            SceneText(12, legend_h + 20, titles[0], "heading", "start"),
-            SceneText(left_w + gap + 12, legend_h + 20, titles[1], "heading", "start"),
-        ]
-        width = left_w + gap + max(right.width, text_width(titles[1], "heading") + 24)
-        height = HEADING_H + legend_h + max(left.height, right.height)
+        left_w = max(left.width, first_w)
+        a, b = _moved(left, 0, top + HEADING_H), _moved(right, left_w + gap, top + HEADING_H)
+        second, second_w = _title(left_w + gap + 12, top + 20, f"after: {after.graph.name}", after)
+        width = left_w + gap + max(right.width, second_w)
+        height = top + HEADING_H + max(left.height, right.height)
     else:
-        second = HEADING_H + legend_h + left.height + gap
-        a, b = _moved(left, 0, HEADING_H + legend_h), _moved(right, 0, second + HEADING_H)
-        texts = [
-            SceneText(12, legend_h + 20, titles[0], "heading", "start"),
-            SceneText(12, second + 20, titles[1], "heading", "start"),
-        ]
-        width = max(left.width, right.width, *(text_width(t, "heading") + 24 for t in titles))
-        height = second + HEADING_H + right.height
+        below = top + HEADING_H + left.height + gap
+        a, b = _moved(left, 0, top + HEADING_H), _moved(right, 0, below + HEADING_H)
+        second, second_w = _title(12, below + 20, f"after: {after.graph.name}", after)
+        width = max(left.width, right.width, first_w, second_w)
+        height = below + HEADING_H + right.height
+    texts = first + second
     swatches, x = [], 12.0
     for state, words in DIFF_LEGEND.items():
         swatches.append((Rect(x, 10, 18, 14), DIFF_PALETTES[state], state == "removed"))
@@ -248,4 +259,6 @@ def diff_scene(before: ShapeReport, after: ShapeReport, rankdir: str = "TB", *, 
         x += 24 + text_width(words, "legend") + 22
     width = max(width, x)
     title = f"{before.graph.name} vs {after.graph.name}"
-    return Scene(width, height, a.boxes + b.boxes, a.edges + b.edges, tuple(texts), tuple(swatches), title)
+    return Scene(
+        math.ceil(width), math.ceil(height), a.boxes + b.boxes, a.edges + b.edges, tuple(texts), tuple(swatches), title
+    )
