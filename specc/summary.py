@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+from specc.ir import INPUT, Graph
+from specc.opbase import LayerOp
 from specc.outputs import describe_outputs
 from specc.shapes import ShapeReport
 
@@ -24,25 +28,72 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
+def options(op: LayerOp) -> dict:
+    """The op's parameters that differ from its model's defaults and that its short
+    description does not already show (`groups`, `dilation`, `count_include_pad`, ...).
+    Read from the pydantic model of the op table, so a new op needs nothing here."""
+    params = op.params()
+    out = {}
+    for name, info in type(op).model_fields.items():
+        if name == "type" or info.is_required():
+            continue
+        default = info.default
+        if params[name] == _json(default):
+            continue
+        try:
+            shown = type(op).model_validate({**params, name: default}).describe() != op.describe()
+        except ValueError:  # the default is not valid with the other values: say it
+            shown = False
+        if not shown:
+            out[name] = params[name]
+    return out
+
+
+def _json(value):
+    """A default as params() would write it (tuples as lists)."""
+    return json.loads(json.dumps(value)) if isinstance(value, (tuple, list, dict)) else value
+
+
+def _option_text(values: dict) -> str:
+    return " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items())
+
+
+def is_chain(graph: Graph) -> bool:
+    """Whether every layer takes exactly the previous one (the input for the first)."""
+    previous = INPUT
+    for node in graph.nodes:
+        if node.inputs != (previous,):
+            return False
+        previous = node.name
+    return True
+
+
 def render(report: ShapeReport) -> str:
-    """One row per layer (the network's outputs marked), then the totals."""
+    """One row per layer (the network's outputs marked), then the totals. A graph that is
+    not a chain gets a "connected to" column, as Keras' summary has."""
     graph = report.graph
+    chain = is_chain(graph)
+    nodes = {node.name: node for node in graph.nodes}
     header = ("layer", "type", "details", "output", "params", "MACs", "RF", "jump", "")
-    rows = [("input", "", "", _dims(graph.input_shape), "", "", "1", "1", "")]
+    if not chain:
+        header = header[:-1] + ("connected to", "")
+    rows: list[tuple[str, ...]] = [("input", "", "", _dims(graph.input_shape), "", "", "1", "1")]
+    rows[0] += ("",) * (len(header) - 8)
     for info in report.layers:
-        rows.append(
-            (
-                info.name,
-                info.type,
-                info.describe,
-                _dims(info.shape),
-                f"{info.params:,}",
-                f"{info.macs:,}",
-                _square(info.rf),
-                _square(info.jump),
-                OUTPUT_MARK if info.name in graph.output_names else "",
-            )
+        node = nodes[info.name]
+        details = " ".join(t for t in (info.describe, _option_text(options(node.op))) if t)
+        row: tuple[str, ...] = (
+            info.name,
+            info.type,
+            details,
+            _dims(info.shape),
+            f"{info.params:,}",
+            f"{info.macs:,}",
+            _square(info.rf),
+            _square(info.jump),
         )
+        row += () if chain else (", ".join(node.inputs),)
+        rows.append(row + (OUTPUT_MARK if info.name in graph.output_names else "",))
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     right = {4, 5, 6, 7}
 
@@ -64,3 +115,15 @@ def render(report: ShapeReport) -> str:
         + (f" ({graph.output.name}, the last output)" if len(graph.output_names) > 1 else ""),
     ]
     return "\n".join(out) + "\n"
+
+
+def summary_dict(report: ShapeReport) -> dict:
+    """`specc summary --json`: the shape report, each layer with its inputs and options."""
+    data = report.as_dict()
+    nodes = {node.name: node for node in report.graph.nodes}
+    for layer in data["layers"]:
+        node = nodes[layer["name"]]
+        layer["inputs"] = list(node.inputs)
+        layer["options"] = options(node.op)
+    data["chain"] = is_chain(report.graph)
+    return data

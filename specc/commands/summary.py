@@ -6,7 +6,7 @@ import json
 
 from specc.api import check
 from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
-from specc.summary import render
+from specc.summary import render, summary_dict
 
 
 def register(sub) -> None:
@@ -28,7 +28,7 @@ specc transform specs/model_c.yaml --replace-pooling conv | specc summary -
 def run(args) -> int:
     result = check(spec_source(args.spec), args.overrides, **check_kwargs(args))
     if args.json:
-        print(json.dumps(result.report.as_dict(), indent=2))
+        print(json.dumps(summary_dict(result.report), indent=2))
     else:
         print(render(result.report), end="")
     return 0
