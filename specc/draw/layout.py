@@ -22,8 +22,9 @@ mapped to x/y by `rankdir` (TB: ranks are rows; LR: ranks are columns).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Union
 
 PathCommand = tuple[str, tuple[float, ...]]  # ("M", (x, y)), ("L", (x, y)), ("C", (x1, y1, x2, y2, x, y))
 
@@ -82,7 +83,7 @@ class _Dummy:
     step: int
 
 
-Item = Hashable  # a node name (str) or a _Dummy
+Item = Union[str, _Dummy]  # a box (its node name) or a dummy point of a long edge
 
 
 def layered_layout(
@@ -111,7 +112,7 @@ def layered_layout(
         w, h = sizes[item]
         return w if rankdir == "TB" else h
 
-    def along(item: Item) -> float:  # extent along the rank axis
+    def along(item: str) -> float:  # extent along the rank axis (boxes only: dummies have none)
         w, h = sizes[item]
         return h if rankdir == "TB" else w
 
@@ -137,6 +138,7 @@ def layered_layout(
         head = pos[src] + ports[(chain[0], chain[1])][0]
         points = [(head, center_r[src] + along(src) / 2), (head, band_end[rank[src]])]
         for dummy in chain[1:-1]:
+            assert isinstance(dummy, _Dummy)
             k = rank[src] + dummy.step
             points += [(pos[dummy], band_start[k]), (pos[dummy], band_end[k])]
         tail = pos[dst] + ports[(chain[-2], chain[-1])][1]
