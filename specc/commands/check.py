@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
 from specc.api import check
 from specc.commands.common import add_command, add_spec_options, check_kwargs
-from specc.errors import SpecError, UserError
+from specc.errors import Diagnostic, SourcePos, SpecError, UserError
 from specc.outputs import describe_outputs
 
 
@@ -61,7 +62,8 @@ def _check_one(spec: str, args) -> dict:
         elif args.format == "github":
             print(f"::error::{_escape(str(exc))}")
         return {"spec": name, "ok": False, "diagnostics": [{"severity": "error", "message": str(exc)}]}
-    _emit(args.format, result.warnings)
+    warnings = attribute(name, result.graph, result.warnings)
+    _emit(args.format, warnings)
     r = result.report
     if args.format == "text" and not args.quiet:
         print(
@@ -76,8 +78,38 @@ def _check_one(spec: str, args) -> dict:
         "params": r.total_params,
         "layers": len(result.graph.nodes),
         "output": describe_outputs(r),
-        "diagnostics": [d.as_dict() for d in result.warnings],
+        "diagnostics": [d.as_dict() for d in warnings],
     }
+
+
+def attribute(name: str, graph, diagnostics) -> list[Diagnostic]:
+    """Each diagnostic under the spec it is about: one located in a `base:` file (a layer the
+    derived spec inherits) is moved to where the derived spec touches that layer, else to its
+    `base:` line, and says where the base wrote it — so that checking a base and a derived
+    spec together never prints the same line twice."""
+    out = []
+    for d in diagnostics:
+        if d.pos.file == name or d.pos.file.startswith(("--set", "<")):
+            out.append(d)
+            continue
+        here = _derived_position(name, graph, d.label)
+        out.append(dataclasses.replace(d, pos=here, message=f"{d.message} (inherited from {d.pos})"))
+    return out
+
+
+def _derived_position(name: str, graph, label: str) -> SourcePos:
+    """Where spec `name` touches layer `label` (a patched parameter), else its `base:` key."""
+    node = next((n for n in graph.nodes if n.name == label), None)
+    for _, pos in node.field_pos if node else ():
+        if pos.file == name:
+            return pos
+    if name != "<stdin>":
+        from specc.yamlsrc import load
+
+        base = load(name).key_positions.get(("base",))
+        if base:
+            return base
+    return SourcePos(name, 1, 1)
 
 
 def _emit(fmt: str, diagnostics) -> None:
