@@ -8,12 +8,13 @@ the order given on the command line; `--list` prints the table with each rationa
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
 from typing import Any
 
 from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
-from specc.emit import schema_modeline
+from specc.emit import schema_modeline, to_dict
 from specc.errors import UserError
 from specc.fileio import write_bytes, write_text
 from specc.spec import load_graph_text
@@ -101,12 +102,15 @@ specc transform --list
     out.add_argument("--weights", metavar="CKPT", help="a checkpoint of the input spec to carry over")
     out.add_argument("--weights-out", metavar="OUT", help="where to write the remapped checkpoint")
     out.add_argument("--list", action="store_true", help="list the transforms with their rationale and exit")
+    out.add_argument(
+        "--json", action="store_true", help="print JSON: the new spec, its layer diff and totals (or the --list table)"
+    )
     p.set_defaults(func=run_command, steps=[])
 
 
 def run_command(args) -> int:
     if args.list:
-        print(describe_table(), end="")
+        print(json.dumps(table_dict(), indent=2) if args.json else describe_table(), end="\n" if args.json else "")
         return 0
     if not args.steps:
         flags = ", ".join(e.flag for e in TRANSFORMS.values())
@@ -150,7 +154,10 @@ def run_command(args) -> int:
     if drawing:
         write_bytes(args.draw, drawing)
         print(f"wrote {args.draw} ({result.graph.name} before and after {labels})", file=sys.stderr)
-    if args.diff:
+    if args.json:
+        wrote = [p for p in (args.output, args.draw, args.weights_out) if p]
+        print(json.dumps(result_dict(result, wrote), indent=2))
+    elif args.diff:
         from specc.transforms.diff import render
 
         print(render(result), end="")
@@ -164,6 +171,40 @@ def _drawing(path: str, result) -> bytes:
     from specc.draw import diff_scene, output_format, render
 
     return render(diff_scene(result.source_report, result.report), output_format(path, "--draw"))
+
+
+def result_dict(result, wrote: list[str]) -> dict:
+    """`--json`: the transformed spec as data, the steps, the layer diff, the totals."""
+    from specc.transforms.diff import layer_rows
+
+    before, after = result.source_report, result.report
+    keys = ("change", "layer", "type", "details", "output", "params")
+    diff: list[dict] = [dict(zip(keys, row)) for row in layer_rows(before, after)]
+    for row in diff:
+        row["params"] = int(row["params"].replace(",", ""))  # the table's "83,040" as a number
+    return {
+        "name": result.graph.name,
+        "steps": [step.label() for step in result.steps],
+        "notes": [note.as_dict() for note in result.notes],
+        "diff": diff,
+        "totals": {
+            "params": [before.total_params, after.total_params],
+            "macs": [before.total_macs, after.total_macs],
+            "output_rf": [list(before.output_rf), list(after.output_rf)],
+        },
+        "spec": to_dict(result.graph),
+        "wrote": wrote,
+    }
+
+
+def table_dict() -> dict:
+    """`--list --json`: the transforms and the shared options."""
+    transforms = [
+        {"name": e.name, "flag": e.flag, "choices": list(e.choices or ()), "help": e.help, "why": e.rationale}
+        for e in TRANSFORMS.values()
+    ]
+    options = [{"name": o.name, "flag": o.flag, "help": o.help} for o in OPTIONS.values()]
+    return {"transforms": transforms, "options": options}
 
 
 def describe_table() -> str:
