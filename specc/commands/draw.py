@@ -38,7 +38,7 @@ specc draw specs/allcnn_c.yaml -o allcnn_c.dot && dot -Tpng allcnn_c.dot -o allc
     p.add_argument(
         "--diff",
         metavar="OTHER_SPEC",
-        help="draw SPEC and OTHER_SPEC side by side, changed/added/removed layers highlighted",
+        help="draw SPEC and OTHER_SPEC side by side, changed/added/removed layers highlighted (--set applies to SPEC)",
     )
     p.add_argument("--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
     p.add_argument("--params", action="store_true", help="show each layer's parameter count")
