@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from specc.fileio import write_files
 from specc.ir import Graph
 from specc.outputs import output_mode_problem
 from specc.spec import load_graph_text
-from specc.summary import human_bytes, render
+from specc.summary import human_bytes, render, summary_dict
 
 TARGETS = ("torch", "onnx", "all")
 MAX_BATCH = 65536  # a fixed batch baked into the ONNX model
@@ -65,6 +66,7 @@ specc transform specs/model_c.yaml --replace-pooling conv | specc compile - --ta
         "--io", choices=("fp32", "fp16"), default="fp32", help="the fp16 model's input/output type (default fp32)"
     )
     p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument("--json", action="store_true", help="print JSON: the summary's data and the files written")
     add_explain_arguments(p)
     p.set_defaults(func=run)
 
@@ -113,6 +115,10 @@ def run(args) -> int:
             contents["onnx"] = _onnx_bytes(graph, weights, provenance, args, batch)
 
     sizes = write_files({paths[target]: contents[target] for target in targets})  # all or none
+    if args.json:
+        files = [{"path": str(path), "bytes": size} for path, size in sizes.items()]
+        print(json.dumps({"summary": summary_dict(result.report), "wrote": files}, indent=2))
+        return 0
     print(render(result.report), end="")
     print("wrote:")
     for path, size in sizes.items():
