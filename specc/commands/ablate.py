@@ -44,7 +44,7 @@ def register(sub) -> None:
 
     p = add_command(sub, "ablate", "train a spec's pooling variants and report them (Table 3)", EXAMPLES, DESCRIPTION)
     add_spec_options(p, optional=False)
-    p.add_argument("--data", metavar="DATASET", help="cifar10, cifar100, fashion-mnist, mnist, folder, synthetic")
+    p.add_argument("--data", metavar="DATASET", help="cifar10, cifar100, fashion-mnist, mnist, folder, npy, synthetic")
     p.add_argument("--data-dir", metavar="DIR", help="where the dataset's files are")
     p.add_argument(
         "--variants",
@@ -68,6 +68,7 @@ def register(sub) -> None:
     p.add_argument(
         "--preset", choices=tuple(PRESETS), help="paper (CIFAR-10, GPU) or cpu (Fashion-MNIST, ~25 min on 2 cores)"
     )
+    p.add_argument("--json", action="store_true", help="print report.json instead of report.md")
     p.set_defaults(func=run_command)
 
 
@@ -101,6 +102,7 @@ def run_command(args) -> int:
     except Interrupted as exc:
         print(interrupted_message(ablation.out), file=sys.stderr)
         return exc.code
-    print((ablation.out / "report.md").read_text(), end="")
+    report = (ablation.out / ("report.json" if args.json else "report.md")).read_text()
+    print(report, end="" if report.endswith("\n") else "\n")
     print(f"report: {ablation.out / 'report.md'}, {ablation.out / 'report.json'}", file=sys.stderr)
     return 0

@@ -72,6 +72,7 @@ specc visualize specs/model_c.yaml --weights best.pt --layer conv1 --no-image --
     p.add_argument("--tile", type=int, default=96, metavar="PX", help="tile size in the PNG (default 96)")
     p.add_argument("-o", "--out", required=True, metavar="OUT.png", help="the PNG grid to write")
     p.add_argument("--save-arrays", action="store_true", help="also write the raw maps: OUT.<method>.npy + OUT.json")
+    p.add_argument("--json", action="store_true", help="print JSON: the layer, the methods and the files written")
     p.set_defaults(func=run)
 
 
@@ -119,6 +120,10 @@ def run(args) -> int:
         manifest["arrays"] = {m: out.with_suffix(f".{m}.npy").name for m in figure.arrays}
         path = out.with_suffix(".json")
         written.append((path, write_text(path, json.dumps(manifest, indent=2) + "\n")))
+    if args.json:
+        files = [{"path": str(path), "bytes": size} for path, size in written]
+        print(json.dumps({"spec": graph.name, "layer": layer, "methods": methods, "wrote": files}, indent=2))
+        return 0
     print("wrote:")
     for path, size in written:
         print(f"  {path}  ({size:,} bytes)")
