@@ -16,6 +16,8 @@ def register(sub) -> None:
 specc schema > docs/spec.schema.json
 # then, first line of a spec:  # yaml-language-server: $schema=../docs/spec.schema.json
 """,
+        description="Print the JSON Schema of the spec format (for editor completion and live checking). "
+        "It describes every spec, so it reads none: no SPEC argument and no --set. The output is JSON already.",
     )
     p.set_defaults(func=run)
 
