@@ -129,3 +129,95 @@ def test_cuda_is_chosen_when_onnxruntime_gpu_is_installed(monkeypatch):
         onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
     )
     assert default_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+CUDA_LINE = (
+    "error: --provider cuda: this onnxruntime has no CUDAExecutionProvider (it has {available})"
+    " — for GPUs install onnxruntime-gpu in place of onnxruntime:"
+    " pip uninstall -y onnxruntime && pip install 'specc[gpu]'\n"
+)
+
+
+def test_folders_are_searched_recursively_in_batches_skipping_non_images(files, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    (folder / ".cache").mkdir()
+    for name, target in (("a.png", "a.png"), ("b.jpg", "sub/b.jpg"), ("c.jpg", ".cache/c.jpg")):
+        (folder / target).write_bytes((files / name).read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+    model = str(files / "plain.onnx")
+    assert main(["predict", model, str(folder), str(files / "c.jpg"), "--batch", "2", "--json", "--top-k", "4"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    expected_order = [str(folder / "a.png"), str(folder / "sub" / "b.jpg"), str(files / "c.jpg")]
+    assert [r["image"] for r in data["results"]] == expected_order
+    assert captured.err == f"note: skipped 1 file(s) that are not images by their extension: {folder / 'notes.txt'}\n"
+    session = make_session(model, CPU)
+    x = preprocess(np.stack([load_image(p, (3, 8, 8)) for p in expected_order]), None)
+    logits = session.run(None, {"input": x})[0]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    for result, row in zip(data["results"], probs):
+        got = {t["index"]: t["prob"] for t in result["top"]}
+        np.testing.assert_allclose([got[i] for i in range(4)], row, atol=1e-5)
+
+
+def test_random_weights_warn_on_stderr(files, tmp_path, capsys):
+    graph = specc.load(SPEC)
+    save(emit(graph, random_weights(graph, 3), metadata={"weights": "seed 3"}), tmp_path / "seed.onnx")
+    assert main(["predict", str(tmp_path / "seed.onnx"), str(files / "a.png"), "--provider", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{files / 'a.png'}: ")
+    assert captured.err == (
+        f"warning: {tmp_path / 'seed.onnx'} was compiled without trained weights (seed 3): its weights are random"
+        " and so are its predictions — compile it with --weights CKPT\n"
+    )
+
+
+def test_cuda_is_refused_in_one_line_when_missing(files, capsys):
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    if "CUDAExecutionProvider" in available:
+        pytest.skip("onnxruntime-gpu is installed here")
+    assert main(["predict", str(files / "plain.onnx"), str(files / "a.png"), "--provider", "cuda"]) == 2
+    assert capsys.readouterr().err == CUDA_LINE.format(available=", ".join(available))
+
+
+def test_both_onnxruntime_distributions_are_explained(files, monkeypatch, capsys):
+    from specc_onnx import runtime
+
+    monkeypatch.setattr(
+        runtime, "installed_distributions", lambda: {"onnxruntime": "1.20.0", "onnxruntime-gpu": "1.20.0"}
+    )
+    assert main(["predict", str(files / "plain.onnx"), str(files / "a.png"), "--provider", "tensorrt"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "error: --provider tensorrt: both onnxruntime 1.20.0 and onnxruntime-gpu 1.20.0 are installed;"
+        " they share the import name onnxruntime"
+    )
+    assert err.endswith("pip uninstall -y onnxruntime onnxruntime-gpu, then pip install 'specc[gpu]'\n")
+
+
+def test_explanation_models_write_their_maps(files, tmp_path, capsys):
+    (tmp_path / "tiny.yaml").write_text(SPEC)
+    argv = ["compile", str(tmp_path / "tiny.yaml"), "--target", "onnx", "-o", str(tmp_path), "--explain", "guided"]
+    assert main([*argv, "--layer", "conv1"]) == 0
+    model = tmp_path / "tiny.guided.conv1.onnx"
+    capsys.readouterr()
+    one_line_error(capsys, ["predict", str(model), str(files / "a.png")], "pass --out DIR")
+    out = tmp_path / "maps"
+    assert main(["predict", str(model), str(files / "a.png"), "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)["results"][0]
+    saved = np.load(out / "a.guided.conv1.npy")
+    assert saved.shape == (3, 8, 8) and result["npy"] == str(out / "a.guided.conv1.npy")
+    # the oracle: the same model run by hand, explaining the strongest unit of conv1
+    session = make_session(model, CPU)
+    x = preprocess(load_image(str(files / "a.png"), (3, 8, 8))[None], None)
+    activation = session.run(["activation"], {"input": x, "unit_mask": np.zeros((1, 4, 8, 8), np.float32)})[0]
+    unit = np.unravel_index(int(np.argmax(activation[0])), activation.shape[1:])
+    mask = np.zeros((1, 4, 8, 8), np.float32)
+    mask[(0, *unit)] = 1
+    np.testing.assert_allclose(saved, session.run(["reconstruction"], {"input": x, "unit_mask": mask})[0][0], atol=1e-6)
+    assert result["unit"] == [int(i) for i in unit]
+    with Image.open(out / "a.guided.conv1.png") as image:
+        assert image.size == (8, 8) and image.mode == "RGB"

@@ -1,4 +1,4 @@
-"""`specc quantize` and `specc bench`: int8 models written only when they agree with fp32,
+"""`specc quantize` and `specc bench` of a compiled model: int8 models written only when they agree with fp32,
 their figures checked against onnxruntime sessions run here, and every user error one line."""
 
 from __future__ import annotations
@@ -186,10 +186,13 @@ def test_bench_prints_its_table(models, capsys):
         main(["bench", str(models / "allcnn_c_fmnist.onnx"), "--batch", "1,8", "--rounds", "2", "--threads", "1"]) == 0
     )
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "allcnn_c_fmnist (fp32) in onnxruntime, CPU, 1 thread, median of 2 rounds"
-    assert lines[1].split() == ["batch", "latency", "ms", "images/s"]
-    assert [line.split()[0] for line in lines[2:]] == ["1", "8"]
-    assert all(float(line.split()[1]) > 0 for line in lines[2:])
+    assert lines[0] == (
+        "allcnn_c_fmnist: 1 thread, onnxruntime on CPUExecutionProvider, 2 interleaved rounds;"
+        " ratios against onnxruntime fp32"
+    )
+    assert lines[1].split()[:3] == ["contender", "batch", "median"]
+    assert [line.split()[2] for line in lines[2:]] == ["1", "8"]
+    assert all(float(line.split()[3]) > 0 for line in lines[2:])
 
 
 def test_bench_refuses_a_non_specc_or_corrupt_model_and_bad_batches(models, capsys):

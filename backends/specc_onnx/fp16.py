@@ -128,9 +128,9 @@ def check_parity(model32: onnx.ModelProto, model16: onnx.ModelProto, images: int
     shape = [d.dim_value for d in model32.graph.input[0].type.tensor_type.shape.dim[1:]]
     x = np.random.default_rng(seed).standard_normal((batch, *shape)).astype(np.float32)
     x16 = x.astype(np.float16) if s16.get_inputs()[0].type == "tensor(float16)" else x
-    ref = s32.run(None, {first.name: x})
-    got = s16.run(None, {s16.get_inputs()[0].name: x16})
-    diff = max(float(np.abs(a.astype(np.float32) - b).max()) for a, b in zip(got, ref))
+    ref = [np.asarray(a, dtype=np.float32) for a in s32.run(None, {first.name: x})]
+    got = [np.asarray(a, dtype=np.float32) for a in s16.run(None, {s16.get_inputs()[0].name: x16})]
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(got, ref))
     scale = max(float(np.abs(b).max()) for b in ref)
     return Parity(diff, scale, RTOL * scale + ATOL, batch)
 

@@ -68,7 +68,8 @@ def resolve_providers(choice: str | None, available: list[str] | None = None) ->
     if available is None:
         import onnxruntime as ort
 
-        available = ort.get_available_providers()
+        available = list(ort.get_available_providers())
+    assert available is not None
     if wanted[0] in available:
         return [p for p in wanted if p in available]
     conflict = distribution_conflict()
