@@ -8,8 +8,11 @@ import contextlib
 import importlib
 import importlib.util
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
+
+import numpy as np
 
 from specc.checkpoint_io import CHECKPOINT_FORMAT
 from specc.commands.common import add_command
@@ -73,9 +76,10 @@ def run(args) -> int:
     if args.name is not None and not args.name.isidentifier():
         raise UserError(f"--name {args.name}: expected letters, digits and _ (not starting with a digit)")
     if args.torch:
-        graph, weights, origin = _from_torch(args.torch, args.input or DEFAULT_INPUT, args.name)
+        result, origin = _from_torch(args.torch, args.input or DEFAULT_INPUT, args.name)
     else:
-        graph, weights, origin = _from_onnx(Path(args.model), args.name)
+        result, origin = _from_onnx(Path(args.model), args.name)
+    graph, weights = result.graph, result.weights
     spec_path = Path(args.out) if args.out else Path(f"{graph.name}.yaml")
     weights_path = Path(args.weights_out) if args.weights_out else spec_path.with_suffix(".pt")
     _check_destinations([spec_path, weights_path], args.force)
@@ -92,6 +96,8 @@ def run(args) -> int:
         }
     )  # both or neither
     print(_summary(graph, weights, origin))
+    for note in result.notes:
+        print(f"  note: {note}")
     print("wrote:")
     for path, size in sizes.items():
         print(f"  {path}  ({human_bytes(size)})")
@@ -99,10 +105,9 @@ def run(args) -> int:
 
 
 def _from_onnx(path: Path, name: str | None):
-    from specc_onnx.importer import import_onnx
+    from specc_onnx.importer import import_model
 
-    graph, weights = import_onnx(path, name=name or _default_name(path))
-    return graph, weights, str(path)
+    return import_model(path, name=name or _default_name(path)), str(path)
 
 
 def _default_name(path: Path) -> str | None:
@@ -122,7 +127,7 @@ def _from_torch(ref: str, input_text: str, name: str | None):
     try:
         import torch
 
-        from specc_onnx.importer import import_onnx
+        from specc_onnx.importer import import_model
         from specc_torch.export import to_onnx_bytes
     except ImportError as exc:
         raise UserError(f"--torch needs PyTorch and onnx ({exc}) — pip install 'specc[torch]'") from None
@@ -135,8 +140,8 @@ def _from_torch(ref: str, input_text: str, name: str | None):
     except UserError as exc:
         raise UserError(f"--torch {ref}: {exc}") from None
     default = type(model).__name__
-    graph, weights = import_onnx(data, name=name or default, label=f"--torch {ref}")
-    return graph, weights, f"PyTorch {ref} (exported to ONNX, input {input_text})"
+    result = import_model(data, name=name or default, label=f"--torch {ref}")
+    return result, f"PyTorch {ref} (exported to ONNX, input {input_text})"
 
 
 def _parse_input(text: str) -> tuple[int, int, int]:
@@ -231,7 +236,11 @@ def _checkpoint(graph: Graph, weights: dict, spec_text: str) -> dict:
     `train --init` read."""
     import torch
 
-    state = {key: torch.from_numpy(array.copy()) for key, array in weights.items()}
+    # Shares the arrays' memory (no third copy of the weights): torch.save only reads them, so
+    # that they are read-only views of the ONNX bytes does not matter.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        state = {key: torch.from_numpy(np.ascontiguousarray(array)) for key, array in weights.items()}
     return {"format": CHECKPOINT_FORMAT, "model": state, "spec": spec_text, "spec_hash": spec_hash(graph)}
 
 

@@ -49,14 +49,14 @@ def import_onnx(
     return result.graph, result.weights
 
 
-def import_model(
-    source: str | Path | bytes | onnx.ModelProto, *, name: str | None = None, label: str = ""
-) -> Imported:
+def import_model(source: str | Path | bytes | onnx.ModelProto, *, name: str | None = None, label: str = "") -> Imported:
     """`import_onnx` with notes. A model specc compiled comes back as its embedded spec when
     that spec, compiled with the model's weights, is exactly the model (`embedded`)."""
     model, label = load_model(source, label)
     view = checked_view(model, label)  # the checks run whatever the metadata says
     restored = embedded_spec(model)
+    if not isinstance(source, onnx.ModelProto):
+        del model.graph.initializer[:]  # our own copy, now in `view` as arrays: hold the weights once
     if restored is not None:
         graph, weights = restored
         graph = graph.replace(name=name) if name else graph

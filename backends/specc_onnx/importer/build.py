@@ -25,7 +25,6 @@ from specc_onnx.importer.patterns_structure import PASS_THROUGH
 from specc_onnx.importer.patterns_structure import PATTERNS as STRUCTURE_PATTERNS
 from specc_onnx.importer.view import ModelView, OnnxNode
 
-
 # op_type -> the op's own pattern, whose reason is the one reported when nothing matches
 OWN: dict[str, Pattern] = {**LAYER_PATTERNS, **STRUCTURE_PATTERNS}
 
@@ -70,7 +69,7 @@ def import_view(view: ModelView, label: str, name: str | None = None) -> tuple[G
         layer = _node(match, values, {n.name for n in nodes}, label)
         nodes.append(layer)
         values[match.output] = layer.name
-        weights.update({f"{layer.name}.{k}": np.array(v, dtype=np.float32) for k, v in match.weights.items()})
+        weights.update({f"{layer.name}.{k}": np.asarray(v, dtype=np.float32) for k, v in match.weights.items()})
     graph = _graph(view, nodes, values, label, name)
     _check_weights(graph, weights, label)
     return graph, weights
@@ -117,7 +116,9 @@ def _naming_node(match: Match) -> OnnxNode:
         return match.anchor
     common = paths[0]
     for path in paths[1:]:
-        common = common[: next((i for i, (a, b) in enumerate(zip(common, path)) if a != b), min(len(common), len(path)))]
+        common = common[
+            : next((i for i, (a, b) in enumerate(zip(common, path)) if a != b), min(len(common), len(path)))
+        ]
     named = [n for n, path in zip((n for n in match.nodes if n.op_type != "Constant"), paths) if path == common]
     return named[0] if named else match.anchor
 

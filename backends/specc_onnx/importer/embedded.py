@@ -38,12 +38,14 @@ def embedded_spec(model: onnx.ModelProto) -> tuple[Graph, dict[str, np.ndarray]]
         again = emit(graph, weights, opset=opset, batch=batch, output=mode, fold_bn=False)
     except (SpecError, UserError, KeyError, StopIteration, ValueError):
         return None
-    if not _same_graph(again.graph, model.graph):
+    if not _same_graph(again.graph, model.graph, set(weights)):
         return None
     return graph, {k: np.array(v, dtype=np.float32) for k, v in weights.items()}
 
 
-def _same_graph(ours: onnx.GraphProto, theirs: onnx.GraphProto) -> bool:
+def _same_graph(ours: onnx.GraphProto, theirs: onnx.GraphProto, taken: set[str]) -> bool:
+    """Node for node the same; the same initializers, those not `taken` from the model (whose
+    copies are the model's own by construction) compared bit for bit."""
     if len(ours.node) != len(theirs.node) or len(ours.initializer) != len(theirs.initializer):
         return False
     if any(a.SerializeToString() != b.SerializeToString() for a, b in zip(ours.node, theirs.node)):
@@ -53,9 +55,7 @@ def _same_graph(ours: onnx.GraphProto, theirs: onnx.GraphProto) -> bool:
     if [o.SerializeToString() for o in ours.output] != [o.SerializeToString() for o in theirs.output]:
         return False
     theirs_init = {t.name: t for t in theirs.initializer}
-    return all(
-        t.name in theirs_init and _same_tensor(t, theirs_init[t.name]) for t in ours.initializer
-    )
+    return all(t.name in theirs_init and _same_tensor(t, theirs_init[t.name]) for t in ours.initializer)
 
 
 def _same_tensor(a: onnx.TensorProto, b: onnx.TensorProto) -> bool:

@@ -102,18 +102,54 @@ def checked_view(model: onnx.ModelProto, label: str) -> ModelView:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
         raise UserError(f"{label}: opset {opset} — specc imports opset {MIN_OPSET} or newer (re-export it)")
+    light = _without_weights(model)  # the checks read shapes, not weight values: no copy of them
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(light)
     except Exception as exc:  # noqa: BLE001 - ValidationError and friends
         raise UserError(f"{label}: the ONNX checker refuses it: {_first_line(exc)}") from None
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(light, check_type=True, strict_mode=True, data_prop=True)
     except Exception:  # noqa: BLE001 - strict inference fails on some valid models: use the lenient mode
         try:
-            inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+            inferred = onnx.shape_inference.infer_shapes(light, data_prop=True)
         except Exception as exc:  # noqa: BLE001
             raise UserError(f"{label}: ONNX shape inference fails: {_first_line(exc)}") from None
-    return _view(inferred, label)
+    return _view(inferred, label, model.graph.initializer)
+
+
+# Initializers up to this size stay in the copy that is checked: Reshape targets, axes, pads
+# and scalars, which shape inference reads as values.
+_SMALL_INITIALIZER = 1024
+
+
+def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with every large initializer turned into a graph input of its type and shape:
+    what the checker and shape inference need of it, without serialising ~100 MB of weights."""
+    light = onnx.ModelProto()
+    light.CopyFrom(onnx.ModelProto(
+        ir_version=model.ir_version, opset_import=model.opset_import, producer_name=model.producer_name,
+        metadata_props=model.metadata_props,
+    ))  # fmt: skip
+    graph = light.graph
+    graph.name, graph.doc_string = model.graph.name, model.graph.doc_string
+    graph.node.extend(model.graph.node)
+    graph.input.extend(model.graph.input)
+    graph.output.extend(model.graph.output)
+    graph.value_info.extend(model.graph.value_info)
+    listed = {i.name for i in model.graph.input}
+    for tensor in model.graph.initializer:
+        if _size(tensor) <= _SMALL_INITIALIZER or tensor.data_location == onnx.TensorProto.EXTERNAL:
+            graph.initializer.append(tensor)
+        elif tensor.name not in listed:
+            graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+    return light
+
+
+def _size(tensor: onnx.TensorProto) -> int:
+    count = 1
+    for d in tensor.dims:
+        count *= int(d)
+    return count
 
 
 def _first_line(exc: BaseException) -> str:
@@ -157,9 +193,9 @@ def _dims(value_info) -> tuple:
     )
 
 
-def _view(model: onnx.ModelProto, label: str) -> ModelView:
+def _view(model: onnx.ModelProto, label: str, initializers) -> ModelView:
     graph = model.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    consts = {t.name: numpy_helper.to_array(t) for t in initializers}
     inputs = [i for i in graph.input if i.name not in consts]
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs) or "none"
