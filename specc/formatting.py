@@ -144,7 +144,10 @@ def _source_anchors(graph: Graph, located: Located) -> dict[int, Anchor]:
     """Source line -> the anchor of what that line writes (the outermost thing on it)."""
     anchors: dict[int, Anchor] = {}
     names = {node.name for node in graph.nodes}
-    for table in (located.key_positions, located.positions):
+    # A collection's value position is its first child's line: only keys and scalars count.
+    parents = {tuple(p[:i]) for p in located.positions for i in range(len(p))}
+    values = {p: pos for p, pos in located.positions.items() if tuple(p) not in parents}
+    for table in (located.key_positions, values):
         for key_path, pos in sorted(table.items(), key=lambda item: len(item[0])):
             path: tuple[str | int, ...] = tuple(key_path)
             if not path or pos.file != located.file:
