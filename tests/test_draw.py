@@ -216,6 +216,21 @@ def test_diff_highlights_the_rewrite(mode, tmp_path, capsys):
     assert all(words in text for words in ("changed (options differ)", "added", "removed", "unchanged"))
 
 
+def test_json_names_the_file_and_counts(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "net.svg"
+    assert main(["draw", str(SPECS / "allcnn_c.yaml"), "-o", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # ALL-CNN-C: 14 layers in a chain, plus the input box
+    assert report == {
+        "specs": ["allcnn_c"],
+        "boxes": 15,
+        "edges": 14,
+        "wrote": [{"path": str(out), "bytes": out.stat().st_size}],
+    }
+
+
 def test_dot_has_one_node_per_layer_and_one_edge_per_graph_edge(tmp_path):
     spec = str(SPECS / "resnet_tiny.yaml")
     dot = _draw(tmp_path, spec, name="net.dot").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -42,6 +43,7 @@ specc draw specs/allcnn_c.yaml -o allcnn_c.dot && dot -Tpng allcnn_c.dot -o allc
     )
     p.add_argument("--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
     p.add_argument("--params", action="store_true", help="show each layer's parameter count")
+    p.add_argument("--json", action="store_true", help="print JSON: the specs drawn, the counts and the file written")
     p.add_argument("--weights", metavar="CKPT", help="a checkpoint of SPEC: show each layer's weight RMS (needs torch)")
     p.set_defaults(func=run)
 
@@ -50,6 +52,8 @@ def run(args) -> int:
     # Refuse a bad output before any work, so a refusal never costs a layout or leaves a file.
     out = args.output
     fmt = "svg" if out in (None, "-") else _output_format(out)
+    if args.json and out == "-":
+        raise UserError("-o - prints the SVG itself; --json needs a file to write (-o OUT)")
     if args.diff and args.weights:
         raise UserError("--weights and --diff do not go together: a diff shows the specs, not trained weights")
     from specc.draw import diff_scene, network_scene, render
@@ -68,7 +72,12 @@ def run(args) -> int:
     from specc.fileio import write_bytes
 
     path = Path(out) if out else Path(f"{result.graph.name}.svg")
-    write_bytes(path, data)
+    size = write_bytes(path, data)
+    if args.json:
+        specs = [result.graph.name] + ([other.graph.name] if other is not None else [])
+        counts = {"boxes": len(scene.boxes), "edges": len(scene.edges)}
+        print(json.dumps({"specs": specs, **counts, "wrote": [{"path": str(path), "bytes": size}]}, indent=2))
+        return 0
     what = f"{result.graph.name} vs {other.graph.name}" if other is not None else result.graph.name
     print(f"wrote {path} ({what}: {len(scene.boxes)} boxes, {len(scene.edges)} edges)", file=sys.stderr)
     return 0
