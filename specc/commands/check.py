@@ -98,18 +98,22 @@ def attribute(name: str, graph, diagnostics) -> list[Diagnostic]:
 
 
 def _derived_position(name: str, graph, label: str) -> SourcePos:
-    """Where spec `name` touches layer `label` (a patched parameter), else its `base:` key."""
-    node = next((n for n in graph.nodes if n.name == label), None)
-    for _, pos in node.field_pos if node else ():
-        if pos.file == name:
-            return pos
+    """Where spec `name` patches layer `label` (`layers: {label: ...}`, or the first parameter
+    it sets there), else its `base:` key, else its first line (stdin cannot be read again)."""
+    located = None
     if name != "<stdin>":
         from specc.yamlsrc import load
 
-        base = load(name).key_positions.get(("base",))
-        if base:
-            return base
-    return SourcePos(name, 1, 1)
+        located = load(name)
+        patch = located.key_positions.get(("layers", label))
+        if patch:
+            return patch
+    node = next((n for n in graph.nodes if n.name == label), None)
+    written = sorted((p.line, p.col) for _, p in (node.field_pos if node else ()) if p.file == name)
+    if written:
+        return SourcePos(name, *written[0])
+    base = located.key_positions.get(("base",)) if located else None
+    return base or SourcePos(name, 1, 1)
 
 
 def _emit(fmt: str, diagnostics) -> None:
