@@ -35,6 +35,22 @@ Flag = Annotated[bool, Field(strict=True)]
 # a test checks they agree with the data layer.
 DATASET_NAMES = ("cifar10", "cifar100", "fashion-mnist", "mnist", "folder", "synthetic")
 Dataset = Literal["cifar10", "cifar100", "fashion-mnist", "mnist", "folder", "synthetic"]
+Decay = Annotated[float, Field(strict=True, gt=0, lt=1)]
+
+# The metrics a run records per epoch, which early stopping and best.pt may monitor: loss,
+# accuracy and (with >= 10 classes) top-5 accuracy of each split, and of the EMA weights on
+# the evaluated splits. A loss is minimised, an accuracy maximised (`monitor_mode`).
+Metric = Literal[
+    "train_loss", "train_acc", "train_top5",
+    "val_loss", "val_acc", "val_top5", "test_loss", "test_acc", "test_top5",
+    "ema_val_loss", "ema_val_acc", "ema_val_top5", "ema_test_loss", "ema_test_acc", "ema_test_top5",
+]  # fmt: skip
+METRIC_TEXT = "a metric: (ema_)val|test_loss|acc|top5 or train_loss|acc|top5, e.g. val_loss"
+
+
+def monitor_mode(metric: str) -> str:
+    """`min` for a loss, `max` for an accuracy."""
+    return "min" if metric.endswith("_loss") else "max"
 
 
 class AugmentSettings(BaseModel):
@@ -80,6 +96,17 @@ class TrainConfig(BaseModel):
     min_lr: NonNegFloat = Field(0.0, description="a number >= 0 (where cosine ends)")
     warmup_epochs: NonNegFloat = Field(0.0, description="a number of epochs >= 0 of linear warm-up")
     label_smoothing: Fraction = Field(0.0, description="a number 0 <= s < 1")
+    accumulate: PosInt = Field(1, description="a positive integer (micro-batches per step)")
+    clip_grad_norm: PosFloat | None = Field(None, description="a gradient norm > 0, or null (no clipping)")
+    ema: Decay | None = Field(None, description="a decay 0 < d < 1 (e.g. 0.999), or null (no EMA)")
+    # -- checkpoints and stopping ----------------------------------------------------
+    monitor: Literal["auto"] | Metric = Field("auto", description=f"auto (best_by's accuracy) or {METRIC_TEXT}")
+    save_top_k: PosInt = Field(1, description="a positive integer (best checkpoints kept)")
+    early_stopping: Metric | None = Field(None, description=f"null or {METRIC_TEXT}")
+    patience: PosInt = Field(3, description="a positive integer (epochs without improvement)")
+    min_delta: NonNegFloat = Field(0.0, description="a number >= 0 (the least change that counts)")
+    checkpoint_every: PosInt | None = Field(None, description="a positive integer (steps), or null")
+    log_every: PosInt | None = Field(None, description="a positive integer (steps between TensorBoard scalars)")
     # -- execution -------------------------------------------------------------------
     best_by: Literal["auto", "val", "test"] = Field(
         "auto", description="auto (val when val_split > 0, else test), val or test"
@@ -101,6 +128,11 @@ class TrainConfig(BaseModel):
             return "val" if self.val_split > 0 else "test"
         return self.best_by
 
+    @property
+    def monitored(self) -> str:
+        """The metric that picks `best.pt` and the top-k checkpoints."""
+        return f"{self.best_split}_acc" if self.monitor == "auto" else self.monitor
+
 
 def _cross_checks(cfg: TrainConfig) -> list[tuple[tuple, str]]:
     """(key path, message) for problems no single field shows."""
@@ -113,6 +145,14 @@ def _cross_checks(cfg: TrainConfig) -> list[tuple[tuple, str]]:
         out.append((("warmup_epochs",), f"warmup_epochs = {cfg.warmup_epochs} must be less than epochs = {cfg.epochs}"))
     if cfg.best_by == "val" and cfg.val_split == 0:
         out.append((("best_by",), "best_by = 'val' needs a validation set: set val_split, e.g. 0.1"))
+    for key in ("monitor", "early_stopping"):
+        metric = getattr(cfg, key)
+        if isinstance(metric, str) and metric.startswith(("val_", "ema_val_")) and cfg.val_split == 0:
+            out.append(((key,), f"{key} = {metric!r} needs a validation set: set val_split, e.g. 0.1"))
+        if isinstance(metric, str) and metric.startswith("ema_") and cfg.ema is None:
+            out.append(((key,), f"{key} = {metric!r} needs EMA weights: set ema, e.g. 0.999"))
+    if cfg.accumulate > cfg.batch_size:
+        out.append((("accumulate",), f"accumulate = {cfg.accumulate} exceeds batch_size = {cfg.batch_size}"))
     if cfg.dataset_options and cfg.dataset not in (None, "synthetic"):
         out.append((("dataset_options",), f"dataset {cfg.dataset!r} takes no dataset_options (synthetic only)"))
     for key in cfg.dataset_options:

@@ -18,6 +18,7 @@ EXAMPLES = """
 specc eval --weights runs/allcnn_c_fmnist/best.pt
 specc eval specs/allcnn_c.yaml --weights runs/allcnn_c/best.pt --data cifar10 --data-dir DIR
 specc eval --weights runs/allcnn_c/last.pt --split train --json
+specc eval --weights runs/allcnn_c/last.pt --ema      # the run's EMA weights (specc train --ema)
 """
 
 
@@ -46,6 +47,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="images per forward pass")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument(
+        "--ema", action="store_true", help="evaluate the exponential moving average of the weights (train --ema)"
+    )
     p.set_defaults(func=run)
 
 
@@ -89,6 +93,8 @@ def run(args) -> int:
     device = pick_device(args.device, World())
     model = build(graph, output="logits")
     model.load_state_dict(state)
+    if args.ema:
+        _load_ema(model, args.weights, saved)
     model.to(device)
     result = evaluate(
         model,
@@ -102,6 +108,18 @@ def run(args) -> int:
     report = _report(graph, args, dataset_name(cfg), labels, result)
     print(json.dumps(report, indent=2) if args.json else _text(report))
     return 0
+
+
+def _load_ema(model, weights: str, saved: dict) -> None:
+    """Replace `model`'s weights by the EMA weights its checkpoint holds (field `ema`)."""
+    from pathlib import Path
+
+    from specc.train.checkpoint import load_into
+
+    ema = saved.get("ema")
+    if not isinstance(ema, dict) or not ema:
+        raise UserError(f"--ema: {weights} holds no EMA weights (train with --ema DECAY to keep them)")
+    load_into(Path(weights), "ema", model.load_state_dict, ema)
 
 
 def _graph(args, saved: dict) -> Graph:
@@ -118,12 +136,14 @@ def _report(graph: Graph, args, dataset: str, labels: list[str], result) -> dict
     return {
         "spec": graph.name,
         "weights": args.weights,
+        "ema": bool(args.ema),
         "dataset": dataset,
         "split": args.split,
         "images": result.count,
         "loss": result.loss,
         "accuracy": result.accuracy,
         "error": result.error,
+        "top5": result.top5,
         "per_class": [
             {
                 "index": i,
@@ -140,8 +160,10 @@ def _report(graph: Graph, args, dataset: str, labels: list[str], result) -> dict
 
 def _text(report: dict) -> str:
     lines = [
-        f"{report['spec']} on {report['dataset']} {report['split']} ({report['images']} images):"
-        f" error {100 * report['error']:.2f}%, accuracy {100 * report['accuracy']:.2f}%, loss {report['loss']:.4f}",
+        f"{report['spec']}{' (EMA weights)' if report['ema'] else ''} on {report['dataset']} {report['split']}"
+        f" ({report['images']} images): error {100 * report['error']:.2f}%, accuracy {100 * report['accuracy']:.2f}%"
+        + (f", top-5 {100 * report['top5']:.2f}%" if report["top5"] is not None else "")
+        + f", loss {report['loss']:.4f}",
         "",
         "per-class accuracy:",
     ]

@@ -12,7 +12,13 @@ from pathlib import Path
 
 from specc.api import check
 from specc.commands.common import add_command, add_spec_options, positive_int, positive_number, spec_source
-from specc.commands.train_options import fraction, load_spec, whole_number
+from specc.commands.train_options import (
+    add_feature_flags,
+    forward_features,
+    fraction,
+    load_spec,
+    whole_number,
+)
 from specc.emit import spec_hash
 from specc.errors import Diagnostic, SourcePos, SpecError, UserError
 from specc.ir import Graph
@@ -57,6 +63,7 @@ def register(sub) -> None:
     recipe.add_argument("--lr", type=positive_number, metavar="X", help="learning rate")
     recipe.add_argument("--batch-size", type=positive_int, metavar="N", help="images per step over all processes")
     recipe.add_argument("--seed", type=whole_number, metavar="N")
+    add_feature_flags(p)
     run = p.add_argument_group("execution")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"))
     run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="bf16/fp16 train under autocast")
@@ -154,7 +161,8 @@ def _train_spec(args) -> int:
 
 def _changes(saved: dict, train: dict | None) -> str:
     """`epochs 2 -> 3` when flags changed the saved recipe on resume."""
-    now = recipe_of(train).to_dict()
+    now, defaults = recipe_of(train).to_dict(), recipe_of(None).to_dict()
+    saved = defaults | saved  # a key the run's specc version did not have yet had its default
     return ", ".join(f"{k} {saved.get(k)!r} -> {v!r}" for k, v in now.items() if saved.get(k) != v)
 
 
@@ -182,6 +190,8 @@ def _final_line(summary: dict, max_steps: int | None = None) -> str:
         text += f", test accuracy {100 * last['test_acc']:.2f}%"
     if best:
         text += f"; best {best['split']} {100 * best['accuracy']:.2f}% at epoch {best['epoch']}"
+    if summary.get("early_stopping"):
+        text += f"; {summary['early_stopping']}"
     if summary["processes"] > 1:
         text += f"; {summary['processes']} processes ended with identical weights"
     return text + f" — {summary['run_dir']}/best.pt"
@@ -215,6 +225,7 @@ def _forward(args) -> list[str]:
     for flag, value in options:
         if value is not None:
             out += [flag, str(value)]
+    out += forward_features(args)
     for assignment in args.overrides:
         out += ["--set", assignment]
     if args.compile:

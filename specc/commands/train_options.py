@@ -9,7 +9,7 @@ import os
 import sys
 
 from specc.api import check
-from specc.commands.common import check_kwargs, spec_source
+from specc.commands.common import check_kwargs, positive_int, positive_number, spec_source
 from specc.errors import SpecError
 from specc.ir import Graph
 
@@ -34,6 +34,62 @@ def whole_number(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
     return value
+
+
+def decay(text: str) -> float:
+    """An argparse type: an EMA decay 0 < d < 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a decay 0 < d < 1")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
+    return value
+
+
+# The training features' flags (each a `train:` key, `specc.train.config.FLAG_KEYS`): (flag,
+# argparse type, metavar, help). `_forward` passes them on to --nproc's workers.
+FEATURE_FLAGS = (
+    ("--label-smoothing", fraction, "X", "cross-entropy label smoothing 0 <= X < 1"),
+    ("--accumulate", positive_int, "N", "split each step's batch into N micro-batches (same result, less memory)"),
+    ("--clip-grad-norm", positive_number, "X", "clip the gradients' total norm to X"),
+    ("--ema", decay, "DECAY", "keep an exponential moving average of the weights (e.g. 0.999), evaluated too"),
+    ("--monitor", str, "METRIC", "the metric that picks best.pt and the best k (e.g. val_loss; default: accuracy)"),
+    ("--save-top-k", positive_int, "K", "keep the K best epochs' checkpoints (top-epochE.pt) besides best.pt"),
+    ("--early-stopping", str, "METRIC", "stop when METRIC (e.g. val_loss) stops improving"),
+    ("--patience", positive_int, "N", "epochs without improvement before early stopping (default 3)"),
+    ("--min-delta", non_negative, "X", "the least change of the metric that counts as improvement (default 0)"),
+    ("--checkpoint-every", positive_int, "N", "also write last.pt every N steps, mid-epoch (resumable exactly)"),
+    ("--log-every", positive_int, "N", "TensorBoard scalars (loss, lr, images/s) every N steps"),
+)
+
+
+def add_feature_flags(parser) -> None:
+    """The training features' flags, in their own group of `specc train --help`."""
+    group = parser.add_argument_group("training features (each overrides the spec's train: section)")
+    for flag, kind, metavar, text in FEATURE_FLAGS:
+        group.add_argument(flag, type=kind, metavar=metavar, help=text)
+
+
+def forward_features(args) -> list[str]:
+    """The feature flags that were given, as arguments again."""
+    out = []
+    for flag, *_ in FEATURE_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            out += [flag, str(value)]
+    return out
 
 
 def load_spec(args, flags: list[str]) -> Graph:

@@ -21,8 +21,15 @@ checkpoint file): a plain dict of tensors, lists, numbers and strings, loadable 
                  four batches of the epoch are done (`position`)
     global_step  optimisation steps taken since the run started, over all epochs and resumes
     partial      the interrupted epoch's running sums {"loss_sum", "correct", "seen", "seconds"}
+                 (and "correct5", top-5 hits, with >= 10 classes)
     history      one metrics row per completed epoch (what metrics.jsonl holds)
-    best         {"split", "accuracy", "epoch"} of best.pt, or None
+    best         {"split", "accuracy", "epoch", "metric", "value"} of best.pt (the epoch best
+                 by the monitored metric, the split's accuracy then), or None
+    top          the epochs of the best k checkpoints (save_top_k), best first
+    early_stopping  {"monitor", "best", "best_epoch", "wait", "patience"} or None; replayed
+                 from `history` on resume, recorded for the reader
+    ema, ema_updates  the EMA weights (a state_dict like `model`) and the number of updates
+                 so far, or None and 0 without EMA; `specc eval --ema` evaluates them
     data         {"train": fingerprint, "test": ..., "val": ...}: a resume on other data is refused
     limits       {"batches": N or None}: --limit-batches, which a resume keeps
     run          {"command", "overrides", "started"}: how the run was first started
@@ -49,6 +56,7 @@ from specc.emit import spec_hash, to_yaml
 from specc.errors import UserError
 from specc.train import rundir
 from specc.train.distributed import World, gather
+from specc.train.features import early_stop, top_epochs
 from specc.train.schedule import lr_at
 from specc.version import __version__
 
@@ -197,6 +205,11 @@ def restore(t: Trainer, path: Path, payload: dict) -> None:
     check_optimizer_state(path, t.optimizer)
     if t.scaler is not None and payload.get("scaler"):
         load_into(path, "scaler", t.scaler.load_state_dict, payload["scaler"])
+    if t.ema is not None:
+        if payload.get("ema") is None:  # EMA switched on at resume: it starts from the weights now
+            t.ema.load(path, model_state(t.model), 0)
+        else:
+            t.ema.load(path, payload["ema"], payload.get("ema_updates"))
     t.epoch, t.step = payload["epoch"], payload["step"]
     if t.step >= t.steps:
         raise UserError(f"{path}: field 'step' is {t.step}, but an epoch of this run has {t.steps} steps")
@@ -251,6 +264,10 @@ def payload(t: Trainer) -> dict:
         "partial": t.partial,
         "history": t.history,
         "best": t.best,
+        "top": top_epochs(t.history, t.cfg.monitored, t.cfg.save_top_k),
+        "early_stopping": _early_stopping(t),
+        "ema": model_state(t.ema.model) if t.ema is not None else None,
+        "ema_updates": t.ema.updates if t.ema is not None else 0,
         "data": t.fingerprints,
         "limits": {"batches": t.limit},
         "run": t.origin,
@@ -260,3 +277,10 @@ def payload(t: Trainer) -> dict:
         "device": t.device.type,
         "versions": versions(),
     }
+
+
+def _early_stopping(t: Trainer) -> dict | None:
+    cfg = t.cfg
+    if cfg.early_stopping is None:
+        return None
+    return early_stop(t.history, cfg.early_stopping, cfg.patience, cfg.min_delta).record()

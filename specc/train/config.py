@@ -43,6 +43,17 @@ FLAG_KEYS = {
     "seed": "seed",
     "val_split": "val_split",
     "compile": "compile",
+    "label_smoothing": "label_smoothing",
+    "accumulate": "accumulate",
+    "clip_grad_norm": "clip_grad_norm",
+    "ema": "ema",
+    "monitor": "monitor",
+    "save_top_k": "save_top_k",
+    "early_stopping": "early_stopping",
+    "patience": "patience",
+    "min_delta": "min_delta",
+    "checkpoint_every": "checkpoint_every",
+    "log_every": "log_every",
 }
 
 

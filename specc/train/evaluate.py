@@ -1,4 +1,5 @@
-"""Evaluation: loss, accuracy and the confusion matrix of a model on a whole split.
+"""Evaluation: loss, accuracy, top-5 accuracy (>= 10 classes) and the confusion matrix of a
+model on a whole split.
 
 Used after every training epoch and by `specc eval`. With several processes each rank takes
 the strided shard `rank::world_size` (no padding, so no sample counts twice) and the sums
@@ -24,6 +25,7 @@ class Evaluation:
 
     loss: float
     confusion: np.ndarray  # (classes, classes) int64
+    top5_correct: int | None = None  # images whose label is among the 5 highest scores (>= 10 classes)
 
     @property
     def count(self) -> int:
@@ -32,6 +34,10 @@ class Evaluation:
     @property
     def accuracy(self) -> float:
         return float(np.trace(self.confusion) / max(self.count, 1))
+
+    @property
+    def top5(self) -> float | None:
+        return None if self.top5_correct is None else self.top5_correct / max(self.count, 1)
 
     @property
     def error(self) -> float:
@@ -66,6 +72,7 @@ def evaluate(
     shard = torch.arange(world.rank, len(images), world.size, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     confusion = torch.zeros(classes * classes, dtype=torch.int64, device=device)
+    top5 = torch.zeros((), dtype=torch.int64, device=device)
     for start in range(0, len(shard), batch_size):
         index = shard[start : start + batch_size]
         x = preprocess(images.index_select(0, index).float())  # (B, C, H, W) float32
@@ -76,8 +83,12 @@ def evaluate(
             logits = model(x)  # (B, classes)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
         confusion += torch.bincount(y * classes + logits.argmax(dim=1), minlength=classes * classes)
+        if classes >= 10:
+            top5 += (logits.topk(5, dim=1).indices == y[:, None]).any(dim=1).sum()
     all_sum(loss_sum, world)
     all_sum(confusion, world)
+    all_sum(top5, world)
     model.train(was_training)
     matrix = confusion.reshape(classes, classes).cpu().numpy()
-    return Evaluation(float(loss_sum.item()) / max(int(matrix.sum()), 1), matrix)
+    hits = int(top5.item()) if classes >= 10 else None
+    return Evaluation(float(loss_sum.item()) / max(int(matrix.sum()), 1), matrix, hits)

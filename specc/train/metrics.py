@@ -19,15 +19,25 @@ import yaml
 
 from specc.fileio import atomic_write, write_text
 
-# One row per epoch; the val columns appear only when the run holds out a validation set.
+# One row per epoch; the val columns appear only when the run holds out a validation set,
+# top-5 with >= 10 classes, ema_* with --ema.
 COLUMNS = (
     "epoch",
     "train_loss",
     "train_acc",
+    "train_top5",
     "val_loss",
     "val_acc",
+    "val_top5",
     "test_loss",
     "test_acc",
+    "test_top5",
+    "ema_val_loss",
+    "ema_val_acc",
+    "ema_val_top5",
+    "ema_test_loss",
+    "ema_test_acc",
+    "ema_test_top5",
     "lr",
     "seconds",
     "eval_seconds",
@@ -78,15 +88,37 @@ def plot_curves(path: Path, history: list[dict]) -> None:
 
 
 class TensorBoard:
-    """Scalars per epoch under RUN_DIR/tensorboard when tensorboard is installed; else nothing."""
+    """Scalars per epoch under RUN_DIR/tensorboard when tensorboard is installed; else nothing
+    (unless per-step scalars were asked for: `log_every`, which then names what to install).
+    Per-step scalars (`step/loss`, `step/lr`, `step/images_per_s`) are indexed by global step,
+    epoch scalars (`train/loss`, `test/acc`, ...) by epoch."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, log_every: int | None = None):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional
+            if log_every:
+                from specc.errors import UserError
+
+                raise UserError(
+                    f"--log-every {log_every}: TensorBoard is not installed — pip install tensorboard (or specc[train])"
+                ) from None
             self.writer = None
             return
         self.writer = SummaryWriter(log_dir=str(out / "tensorboard"))
+        self.last: tuple[int, float] | None = None  # (global step, time) of the last step scalars
+
+    def log_step(self, global_step: int, loss: float, lr: float, images: int) -> None:
+        """Per-step scalars; images/s over the steps since the previous call (`images` per step)."""
+        if self.writer is None:
+            return
+        now = time.perf_counter()
+        self.writer.add_scalar("step/loss", loss, global_step)
+        self.writer.add_scalar("step/lr", lr, global_step)
+        if self.last is not None and global_step > self.last[0]:
+            rate = (global_step - self.last[0]) * images / max(now - self.last[1], 1e-9)
+            self.writer.add_scalar("step/images_per_s", rate, global_step)
+        self.last = (global_step, now)
 
     def log(self, row: dict) -> None:
         if self.writer is None:
@@ -102,14 +134,49 @@ class TensorBoard:
 
 
 # -- console -------------------------------------------------------------------------------
-def epoch_line(row: dict, epochs: int) -> str:
-    """`epoch 3/20  train 0.512 81.2%  test 0.450 83.0%  lr 0.01  55.2s  1086 img/s`."""
-    parts = [f"epoch {row['epoch']}/{epochs}", f"train {row['train_loss']:.4f} {100 * row['train_acc']:.2f}%"]
-    for split in ("val", "test"):
+def epoch_line(row: dict, epochs: int, eta: float | None = None) -> str:
+    """`epoch 3/20  train 0.5120 81.20%  test 0.4500 83.00% top5 99.10%  lr 0.01  55.2s
+    1086 img/s  eta 15m36s` (top-5 with >= 10 classes, `ema test ...` with EMA weights, and
+    the whole run's ETA while epochs remain)."""
+    parts = [f"epoch {row['epoch']}/{epochs}"]
+    for split in ("train", "val", "test", "ema_val", "ema_test"):
         if f"{split}_acc" in row:
-            parts.append(f"{split} {row[f'{split}_loss']:.4f} {100 * row[f'{split}_acc']:.2f}%")
+            text = f"{split.replace('_', ' ')} {row[f'{split}_loss']:.4f} {100 * row[f'{split}_acc']:.2f}%"
+            if f"{split}_top5" in row:
+                text += f" top5 {100 * row[f'{split}_top5']:.2f}%"
+            parts.append(text)
     parts += [f"lr {row['lr']:.4g}", f"{row['seconds']:.1f}s", f"{row['images_per_s']:.0f} img/s"]
+    if eta is not None:
+        parts.append(f"eta {duration(eta)}")
     return "  ".join(parts)
+
+
+def duration(seconds: float) -> str:
+    """`4m05s`, `1h02m03s`."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+class Eta:
+    """The whole run's time to go: training steps left at this session's mean seconds per step
+    (the current epoch's rate until an epoch is done), plus evaluations left at the mean
+    evaluation time. Early stopping can only make the run shorter."""
+
+    def __init__(self) -> None:
+        self.step_seconds, self.steps, self.eval_seconds, self.evals = 0.0, 0, 0.0, 0
+
+    def add_epoch(self, seconds: float, steps: int, eval_seconds: float) -> None:
+        self.step_seconds, self.steps = self.step_seconds + seconds, self.steps + steps
+        self.eval_seconds, self.evals = self.eval_seconds + eval_seconds, self.evals + 1
+
+    def remaining(self, steps_left: int, evals_left: int, rate: float | None = None) -> float | None:
+        """Seconds to go; `rate` (seconds per step measured now) when no epoch is done yet."""
+        per_step = self.step_seconds / self.steps if self.steps else rate
+        if per_step is None:
+            return None
+        per_eval = self.eval_seconds / self.evals if self.evals else 0.0
+        return steps_left * per_step + evals_left * per_eval
 
 
 class Progress:
@@ -135,12 +202,13 @@ class Progress:
         if self.bar is not None:
             self.bar.update(done - self.bar.n)
 
-    def update(self, done: int, images: float, loss: float, accuracy: float) -> None:
-        """Loss, accuracy and speed, whenever the loop has synced them to the host."""
+    def update(self, done: int, images: float, loss: float, accuracy: float, eta: float | None = None) -> None:
+        """Loss, accuracy, speed and the whole run's ETA, whenever the loop has synced them."""
         if self.bar is None:
             return
         rate = images / max(time.perf_counter() - self.started, 1e-9)
-        self.bar.set_postfix_str(f"loss {loss:.4f} acc {100 * accuracy:.1f}% {rate:.0f} img/s", refresh=False)
+        run = f" run eta {duration(eta)}" if eta is not None else ""
+        self.bar.set_postfix_str(f"loss {loss:.4f} acc {100 * accuracy:.1f}% {rate:.0f} img/s{run}", refresh=False)
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:

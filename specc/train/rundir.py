@@ -31,7 +31,9 @@ CONFIG = "config.yaml"
 CHECKPOINTS = ("last.pt", "best.pt")
 # Everything a run writes into its folder.
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "curves.png")
-_TEMPORARY = re.compile(r"\.(" + "|".join(re.escape(n) for n in RUN_FILES) + r")\.[A-Za-z0-9_]+\.tmp")
+# ... and the best k epochs' checkpoints (`specc.train.features.TOP_FILE`) when save_top_k > 1.
+_TOP = r"top-epoch[1-9][0-9]*\.pt"
+_TEMPORARY = re.compile(r"\.(" + "|".join([*(re.escape(n) for n in RUN_FILES), _TOP]) + r")\.[A-Za-z0-9_]+\.tmp")
 _FIRST_LINES = (f"format: {RUN_FORMAT}", "command: specc ")
 _LISTED = 4
 
@@ -61,7 +63,7 @@ def check_new_run_dir(out: Path) -> None:
         names = sorted(p.name for p in out.iterdir())
     except OSError as exc:
         raise UserError(f"--out {out}: cannot read the folder ({exc.strerror or exc})") from None
-    held = [n for n in CHECKPOINTS if n in names]
+    held = [n for n in CHECKPOINTS if n in names] + [n for n in names if re.fullmatch(_TOP, n)]
     if held:
         raise UserError(
             f"{out} already holds a run ({', '.join(held)}): continue it with `specc train --resume {out}`,"

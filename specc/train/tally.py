@@ -1,7 +1,7 @@
 """An epoch's running numbers, kept on the training device.
 
-A training step adds its loss, its correct predictions and its batch size to three float64
-sums on the device, and notes (also on the device) the first step whose loss was not finite.
+A training step adds its loss, its correct predictions (top-1 and top-5) and its batch size
+to four float64 sums on the device, and notes (also on the device) the first step whose loss was not finite.
 Nothing of that reaches the host during the step: a `.item()` per step would make the CPU
 wait for the GPU every step, so steps could no longer be queued ahead. The host looks only
 every SYNC_EVERY steps and at the end of the epoch (`sync`), which is also when the processes
@@ -30,6 +30,7 @@ class Snapshot:
     loss_sum: float  # summed over ranks
     correct: float
     seen: float
+    correct5: float  # top-5 (counted with >= 10 classes only; else 0)
     stop: bool  # some rank was asked to stop (Ctrl-C / SIGTERM)
     first_bad: int | None  # the first step (0-based) whose loss was not finite on some rank
     bad_loss: float | None  # that loss, when it was this rank's
@@ -42,15 +43,20 @@ class Snapshot:
     def accuracy(self) -> float:
         return self.correct / max(self.seen, 1.0)
 
+    @property
+    def top5(self) -> float:
+        return self.correct5 / max(self.seen, 1.0)
+
 
 class EpochTally:
     """The running sums of one epoch on `device`, starting from `partial` (the sums of an
-    interrupted epoch, from a checkpoint) when given."""
+    interrupted epoch, from a checkpoint) when given; `top5` counts top-5 hits too."""
 
-    def __init__(self, device: torch.device, partial: dict | None = None):
-        self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * n, correct, n
+    def __init__(self, device: torch.device, partial: dict | None = None, top5: bool = False):
+        self.top5 = top5
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss * n, correct, n, correct5
         if partial:
-            start = [partial[k] for k in ("loss_sum", "correct", "seen")]
+            start = [float(partial.get(k, 0.0)) for k in ("loss_sum", "correct", "seen", "correct5")]
             self.sums += torch.tensor(start, dtype=torch.float64, device=device)
         self.first_bad = torch.full((), _NONE, dtype=torch.float64, device=device)
         self.bad_loss = torch.zeros((), dtype=torch.float64, device=device)
@@ -61,6 +67,8 @@ class EpochTally:
         self.sums[0] += loss.double() * count
         self.sums[1] += (logits.argmax(dim=1) == labels).sum()
         self.sums[2] += count
+        if self.top5:  # (B, 5) best classes; a hit when the label is among them
+            self.sums[3] += (logits.topk(5, dim=1).indices == labels[:, None]).any(dim=1).sum()
         first = ~torch.isfinite(loss) & (self.first_bad == _NONE)
         self.first_bad = torch.where(first, float(step), self.first_bad)
         self.bad_loss = torch.where(first, loss.double(), self.bad_loss)
@@ -72,12 +80,13 @@ class EpochTally:
         summed = all_sum(torch.cat([self.sums, torch.tensor([float(stop_requested)], device=device).double()]), world)
         first_bad = all_min(self.first_bad.reshape(1).clone(), world)
         host = torch.cat([summed, first_bad, self.first_bad.reshape(1), self.bad_loss.reshape(1)]).tolist()
-        loss_sum, correct, seen, stop, first, mine, bad_loss = host
+        loss_sum, correct, seen, correct5, stop, first, mine, bad_loss = host
         found = first != _NONE
         return Snapshot(
             loss_sum,
             correct,
             seen,
+            correct5,
             stop > 0,
             int(first) if found else None,
             bad_loss if found and mine == first else None,
