@@ -130,7 +130,7 @@ def test_fish_completes_options_and_choices(capsys, tmp_path):
 
 # Commands whose output is not a result to parse, and those other owners have yet to give --json.
 NO_JSON = {"schema": "prints JSON already", "completion": "prints a shell script"}
-NOT_YET = {"import", "train", "draw"}
+NOT_YET = {"import", "train"}
 
 
 def test_every_command_that_prints_results_has_json():

@@ -25,7 +25,7 @@ def register(sub) -> None:
         "print a shell completion script for bash, zsh or fish",
         """
 source <(specc completion bash)                                # bash: add to ~/.bashrc
-specc completion zsh > "${fpath[1]}/_specc"                    # zsh: then restart the shell
+specc completion zsh > ~/.zfunc/_specc                         # zsh: fpath=(~/.zfunc $fpath) before compinit
 specc completion fish > ~/.config/fish/completions/specc.fish  # fish
 """,
     )
