@@ -7,6 +7,7 @@ weight against the shape its op declares."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 from pydantic import ValidationError
@@ -108,9 +109,22 @@ def _node(match: Match, values: dict[str, str], taken: set[str], label: str) -> 
     return Node(layer_name(_naming_node(match), cls.name_prefix, taken), op, inputs)
 
 
+# A stored weight named as PyTorch's state_dict names it: the module path names the layer.
+_STATE_DICT_NAME = re.compile(r"([A-Za-z_][\w.]*)\.(weight|bias)")
+
+
 def _naming_node(match: Match) -> OnnxNode:
-    """The node whose name names the layer: the one named after the scope all the layer's
-    nodes share (specc's `t` beside `t/pool`, `c0` beside `c0/conv`), else the anchor."""
+    """The node whose name names the layer: for a layer with weights stored under state_dict
+    names, its module (`layer1.0.conv1.weight` -> `layer1.0.conv1`); for a node the dynamo
+    exporter scoped, its module; else the one named after the scope all the layer's nodes
+    share (specc's `t` beside `t/pool`, `c0` beside `c0/conv`), else the anchor."""
+    anchor = match.anchor
+    for value in anchor.inputs[1:]:
+        found = _STATE_DICT_NAME.fullmatch(value)
+        if found:
+            return replace(anchor, name=found.group(1))
+    if anchor.scope:
+        return replace(anchor, name=anchor.scope)
     paths = [[p for p in n.name.split("/") if p] for n in match.nodes if n.op_type != "Constant"]
     if len(paths) < 2 or not all(paths):
         return match.anchor

@@ -5,7 +5,9 @@ stored constant (a bias added by hand, a fixed scale) has no specc layer and is 
 
 from __future__ import annotations
 
-from specc_onnx.importer.match import Match, NoMatch, Result, const_input
+from dataclasses import replace
+
+from specc_onnx.importer.match import Match, NoMatch, Result, const_input, only_reader
 from specc_onnx.importer.patterns_activations import gelu_erf
 from specc_onnx.importer.view import ModelView, OnnxNode, short_float
 
@@ -112,6 +114,68 @@ def pad(view: ModelView, node: OnnxNode) -> Result:
         if isinstance(value, NoMatch):
             return value
         op["value"] = short_float(float(value.reshape(-1)[0]))
+    merged = _merged_into_window(view, node, op, (top, left, bottom, right))
+    return merged if isinstance(merged, Match) else Match(op, (data,), (node,), node)
+
+
+def _merged_into_window(view: ModelView, node: OnnxNode, op: dict, sides: tuple[int, int, int, int]) -> Result:
+    """A zero Pad read only by a Conv (or an AveragePool that counts padded cells), when its
+    sides added to the window's own pads are symmetric: that window, reading the Pad's input
+    — what PyTorch's `F.pad` then `nn.Conv2d` computes, as one specc layer."""
+    from specc_onnx.importer.patterns_layers import PATTERNS as LAYERS  # the layers import this module's users
+
+    reader = only_reader(view, node.output)
+    if op["mode"] != "constant" or op.get("value", 0.0) != 0.0 or reader is None:
+        return NoMatch("not a zero pad read by one window")
+    if reader.op_type not in ("Conv", "AveragePool") or reader.inputs[0] != node.output:
+        return NoMatch("not read by a Conv or AveragePool")
+    if reader.op_type == "AveragePool" and not reader.attrs.get("count_include_pad", 0):
+        return NoMatch("an average that leaves padded cells out differs from one over zeros")
+    own = [int(p) for p in reader.attrs.get("pads", [0, 0, 0, 0])]
+    if len(own) != 4 or reader.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
+        return NoMatch("the window's own pads are not explicit 2-D pads")
+    total = [a + b for a, b in zip(own, sides)]
+    if total[:2] != total[2:]:
+        return NoMatch(f"pads {total} would be asymmetric")
+    window = replace(reader, inputs=(node.inputs[0], *reader.inputs[1:]), attrs={**reader.attrs, "pads": total})
+    match = LAYERS[reader.op_type](view, window)
+    if not isinstance(match, Match):
+        return match
+    return Match(match.op, match.inputs, (node, *match.nodes), match.anchor, match.weights)
+
+
+NEAREST_FLOOR = ("asymmetric", "floor")  # PyTorch's nearest: src = floor(dst · in / out)
+ALIGN = {"pytorch_half_pixel": False, "half_pixel": False, "align_corners": True}
+
+
+def resize(view: ModelView, node: OnnxNode) -> Result:
+    """Resize as `upsample`: nearest (asymmetric, floor: PyTorch's) or linear (half-pixel or
+    align-corners); `scale` for a whole factor given as scales, else `size`."""
+    text = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in node.attrs.items()}
+    mode, where = text.get("mode", "nearest"), text.get("coordinate_transformation_mode", "half_pixel")
+    data = node.inputs[0]
+    before, after = view.shape(data), view.shape(node.output)
+    if len(before) != 4 or len(after) != 4 or not all(isinstance(d, int) for d in (*before[1:], *after[1:])):
+        return NoMatch("not a resize of an NxCxHxW map of known size")
+    if after[1] != before[1] or text.get("antialias", 0):
+        return NoMatch("it resizes channels or antialiases — specc's upsample scales H and W")
+    if mode == "nearest":
+        if (where, text.get("nearest_mode", "round_prefer_floor")) != NEAREST_FLOOR:
+            return NoMatch(
+                f"nearest with {where}/{text.get('nearest_mode', 'round_prefer_floor')} — specc's is PyTorch's (asymmetric, floor)"
+            )
+        op: dict = {"type": "upsample", "mode": "nearest"}
+    elif mode == "linear" and where in ALIGN:
+        op = {"type": "upsample", "mode": "bilinear", "align_corners": ALIGN[where]}
+    else:
+        return NoMatch(f"mode {mode} with {where} coordinates — specc upsamples nearest or bilinear")
+    size = [int(after[2]), int(after[3])]
+    scales = view.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    factors = {size[0] / before[2], size[1] / before[3]}
+    if scales is not None and scales.size == 4 and len(factors) == 1 and float(next(iter(factors))).is_integer():
+        op["scale"] = int(next(iter(factors)))
+    else:
+        op["size"] = size
     return Match(op, (data,), (node,), node)
 
 
@@ -124,4 +188,5 @@ PATTERNS = {
     "Softmax": softmax,
     "LogSoftmax": log_softmax,
     "Pad": pad,
+    "Resize": resize,
 }

@@ -8,6 +8,7 @@ valid graph and every refusal is about specc, not about a broken file.
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ class OnnxNode:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     attrs: dict = field(hash=False, compare=False)
+    scope: str = ""  # the PyTorch module the dynamo exporter says the node comes from
 
     @property
     def output(self) -> str:
@@ -102,7 +104,7 @@ def checked_view(model: onnx.ModelProto, label: str) -> ModelView:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
         raise UserError(f"{label}: opset {opset} — specc imports opset {MIN_OPSET} or newer (re-export it)")
-    light = _without_weights(model)  # the checks read shapes, not weight values: no copy of them
+    light = _folded(_without_weights(model))  # the checks read shapes, not weight values: no copy of them
     try:
         onnx.checker.check_model(light)
     except Exception as exc:  # noqa: BLE001 - ValidationError and friends
@@ -145,6 +147,32 @@ def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     return light
 
 
+def _folded(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with every foldable node computed from Constant nodes alone replaced by a
+    Constant of its value (F.pad's pads, as TorchScript writes them): shape inference then
+    knows the shapes after it. Nodes reading initializers are kept (a weight laid out is part
+    of a layer's pattern)."""
+    values: dict[str, np.ndarray] = {}
+    nodes = []
+    for node in model.graph.node:
+        if node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        elif node.op_type in FOLDABLE and node.input and all(not v or v in values for v in node.input):
+            folded = _fold(node, values)
+            if len(folded) == len([o for o in node.output if o]):
+                values.update(folded)
+                nodes.extend(
+                    helper.make_node("Constant", [], [out], name=f"{node.name}/folded" if i else node.name,
+                                     value=numpy_helper.from_array(np.ascontiguousarray(folded[out]), out))
+                    for i, out in enumerate(o for o in node.output if o)
+                )  # fmt: skip
+                continue
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
 def _size(tensor: onnx.TensorProto) -> int:
     count = 1
     for d in tensor.dims:
@@ -176,13 +204,27 @@ def decode_attribute(attr: onnx.AttributeProto):
     return _short(helper.get_attribute_value(attr))
 
 
-def _fold_reshape(array: np.ndarray, target: np.ndarray) -> np.ndarray | None:
-    """A stored array reshaped to a stored target (0 keeps a dim), or None where ONNX would refuse."""
-    dims = [int(d) if int(d) != 0 or i >= array.ndim else array.shape[i] for i, d in enumerate(target.reshape(-1))]
+# Ops on stored constants that the view evaluates (with onnx's reference implementation):
+# what exporters leave to compute pads, axes and reshaped weights. Small tensors only.
+FOLDABLE = {
+    "ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose", "Cast", "Unsqueeze", "Squeeze", "Gather",
+    "Add", "Sub", "Mul", "Div", "Neg", "Range", "Expand", "Identity",
+}  # fmt: skip
+_FOLD_LIMIT = 1 << 16  # values: a weight reshaped (a PReLU slope) is folded, nothing heavy
+
+
+def _fold(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The outputs of a node whose inputs are all constants; {} where it cannot be evaluated."""
+    from onnx.reference import ReferenceEvaluator
+
+    inputs = {v: consts[v] for v in node.input if v}
+    if sum(a.size for a in inputs.values()) > _FOLD_LIMIT:
+        return {}
     try:
-        return array.reshape(dims)
-    except ValueError:
-        return None
+        outputs = ReferenceEvaluator(node).run(None, inputs)
+    except Exception:  # noqa: BLE001 - left unfolded: a pattern then says what it needed
+        return {}
+    return {name: np.asarray(value) for name, value in zip(node.output, outputs) if name}
 
 
 def _dims(value_info) -> tuple:
@@ -215,15 +257,14 @@ def _view(model: onnx.ModelProto, label: str, initializers) -> ModelView:
                 f"{label}: node {node.name or i} ({node.domain}::{node.op_type}): a custom-domain op — not supported"
             )
         attrs = {a.name: decode_attribute(a) for a in node.attribute}
-        nodes.append(OnnxNode(i, node.name, node.op_type, tuple(node.input), tuple(node.output), attrs))
+        scope = _module_scope({p.key: p.value for p in node.metadata_props})
+        nodes.append(OnnxNode(i, node.name, node.op_type, tuple(node.input), tuple(node.output), attrs, scope))
         if node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
             consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
         elif node.op_type == "Identity" and node.input[0] in consts:  # exporters alias shared weights
             consts[node.output[0]] = consts[node.input[0]]
-        elif node.op_type == "Reshape" and all(v in consts for v in node.input[:2]) and len(node.input) == 2:
-            folded = _fold_reshape(consts[node.input[0]], consts[node.input[1]])  # a slope or scale laid out
-            if folded is not None:
-                consts[node.output[0]] = folded
+        elif node.op_type in FOLDABLE and node.input and all(not v or v in consts for v in node.input):
+            consts.update(_fold(node, consts))  # exporters' index arithmetic (F.pad's pads), a slope laid out
     view = ModelView(
         name=graph.name,
         description=graph.doc_string,
@@ -244,6 +285,21 @@ def _view(model: onnx.ModelProto, label: str, initializers) -> ModelView:
     view.shape_only = _shape_only_values(view)
     view.labels = _labels({p.key: p.value for p in model.metadata_props})
     return view
+
+
+def _module_scope(props: dict[str, str]) -> str:
+    """The module path (`layer1.0.relu`) from the dynamo exporter's `name_scopes` metadata;
+    for an op called in a module's own forward, that module (`layer1.0`)."""
+    text = props.get("pkg.torch.onnx.name_scopes")
+    if not text:
+        return ""
+    try:
+        scopes = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return ""
+    if not isinstance(scopes, list) or len(scopes) < 2 or not all(isinstance(s, str) for s in scopes):
+        return ""
+    return scopes[-2] or scopes[-1]  # top level: the op's own name (`flatten`, `add`)
 
 
 def _labels(props: dict[str, str]) -> tuple[str, ...] | None:
