@@ -45,11 +45,12 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, with a usage error as one line (which command, which argument, why), exit 2."""
 
     def error(self, message: str):  # type: ignore[override]
-        choice = re.match(r"argument (\S+): invalid choice: '(.*?)' \(choose from (.*)\)$", message)
+        choice = re.match(r"argument (\S+): invalid choice: '(.*?)' \(choose from ", message)
         if choice:
-            what, word, options = choice.groups()
-            names = re.findall(r"'([^']*)'", options)
-            hint = did_you_mean(word, names)
+            what, word = choice.groups()
+            # the choices from the action itself: argparse quotes them differently across versions
+            action = next((a for a in self._actions if what in (*a.option_strings, a.metavar, a.dest)), None)
+            hint = did_you_mean(word, [str(c) for c in (action.choices or ())] if action else [])
             if what == "COMMAND":
                 self.exit(EXIT_USER, f"error: {self.prog}: unknown command '{word}'{hint or ' (see `specc --help`)'}\n")
             if hint:
