@@ -49,7 +49,8 @@ class ArgumentParser(argparse.ArgumentParser):
         if choice:
             what, word = choice.groups()
             # the choices from the action itself: argparse quotes them differently across versions
-            action = next((a for a in self._actions if what in (*a.option_strings, a.metavar, a.dest)), None)
+            names = set(what.split("/"))  # "-o/--output" for an option with two flags
+            action = next((a for a in self._actions if names & {*a.option_strings, a.metavar, a.dest}), None)
             hint = did_you_mean(word, [str(c) for c in (action.choices or ())] if action else [])
             if what == "COMMAND":
                 self.exit(EXIT_USER, f"error: {self.prog}: unknown command '{word}'{hint or ' (see `specc --help`)'}\n")
@@ -59,7 +60,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def did_you_mean(word: str, names: list[str]) -> str:
-    """ " — did you mean 'x'?" for the closest of `names` (difflib's ratio >= 0.6), or ""."""
+    """The suffix naming the closest of `names` (difflib's ratio >= 0.6): " — did you mean 'x'?", or ""."""
     close = difflib.get_close_matches(word, names, n=1)
     return f" — did you mean '{close[0]}'?" if close else ""
 
