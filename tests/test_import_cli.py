@@ -117,3 +117,32 @@ def test_the_command_is_registered():
     with pytest.raises(SystemExit) as info:
         main(["import", "--help"])
     assert info.value.code == 0
+
+
+CHAIN_MODULE = """
+import torch
+from torch import nn
+
+def make_model():
+    torch.manual_seed(0)
+    convs = [m for _ in range(4) for m in (nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.ReLU())]
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.ReLU(), *convs, nn.Flatten(), nn.Linear(8 * 6 * 6, 3))
+"""
+
+
+def test_cli_factors_defaults_and_repeats_that_load_back_the_same(tmp_path, capsys):
+    """Five conv layers that differ only in their input width, named 0, 2, ..., 8 by
+    nn.Sequential: the values they share in `defaults`, then one `repeat` block over the
+    numbers in their names; the file loads back to the same layers."""
+    (tmp_path / "chain.py").write_text(CHAIN_MODULE)
+    spec = tmp_path / "chain.yaml"
+    assert main(["import", "--torch", f"{tmp_path / 'chain.py'}:make_model", "--input", "3x6x6", "-o", str(spec)]) == 0
+    text = spec.read_text()
+    assert "defaults:\n  conv: {kernel: 3, padding: same, filters: 8, bias: false, activation: relu}\n" in text
+    assert (
+        "  - repeat: 5\n    vars:\n      v1: [0, 2, 4, 6, 8]\n    layers:\n      - {name: 'conv_${v1}', type: conv}\n"
+        in text
+    )
+    loaded = specc.load(str(spec))
+    assert [n.name for n in loaded.nodes] == ["conv_0", "conv_2", "conv_4", "conv_6", "conv_8", "flatten_10", "fc_11"]
+    assert all(n.op.kernel == 3 and n.op.activation == "relu" for n in loaded.nodes[:5])  # type: ignore[attr-defined]

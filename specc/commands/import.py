@@ -21,6 +21,7 @@ from specc.errors import UserError
 from specc.fileio import write_files
 from specc.ir import Graph
 from specc.shapes import infer
+from specc.spec import load_graph_text
 from specc.summary import human_bytes
 from specc.version import __version__
 
@@ -84,7 +85,7 @@ def run(args) -> int:
     weights_path = Path(args.weights_out) if args.weights_out else spec_path.with_suffix(".pt")
     _check_destinations([spec_path, weights_path], args.force)
 
-    spec_text = to_yaml(graph)
+    spec_text, graph = _spec_text(result)
     header = f"# imported by specc {__version__} from {origin}\n# weights: {weights_path}\n"
     checkpoint = _checkpoint(graph, weights, spec_text)
     import torch
@@ -229,6 +230,18 @@ def _check_destinations(paths: list[Path], force: bool) -> None:
     if existing and not force:
         verb = "exists" if len(existing) == 1 else "exist"
         raise UserError(f"{', '.join(existing)} already {verb} — pass --force to overwrite")
+
+
+def _spec_text(result) -> tuple[str, Graph]:
+    """The text to write and the graph it loads as: the embedded spec's canonical text when the
+    model carried one, else with `defaults` and `repeat` factored out (checked to load back
+    to the same layers)."""
+    from specc_onnx.importer.factor import factored_yaml
+
+    if result.restored:
+        return to_yaml(result.graph), result.graph
+    text = factored_yaml(result.graph)
+    return text, load_graph_text(text, "imported spec")
 
 
 def _checkpoint(graph: Graph, weights: dict, spec_text: str) -> dict:

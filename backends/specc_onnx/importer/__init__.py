@@ -36,6 +36,7 @@ class Imported:
     graph: Graph
     weights: dict[str, np.ndarray]
     notes: tuple[str, ...] = field(default=())
+    restored: bool = False  # the model's embedded spec, as written
 
 
 def import_onnx(
@@ -60,7 +61,7 @@ def import_model(source: str | Path | bytes | onnx.ModelProto, *, name: str | No
     if restored is not None:
         graph, weights = restored
         graph = graph.replace(name=name) if name else graph
-        return Imported(graph, weights, ("restored from the spec the model carries (specc.spec, verified)",))
+        return Imported(graph, weights, ("restored from the spec the model carries (specc.spec, verified)",), True)
     graph, weights = import_view(view, label, name)
     return Imported(graph, weights, _folded_notes(model))
 
