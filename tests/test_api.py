@@ -61,7 +61,7 @@ def test_train_stays_the_function_after_the_training_package_loads():
     import specc.train.config
     import specc.train.loop  # noqa: F401  (a first import of a submodule sets it on its package)
 
-    assert callable(specc.train) and specc.train.__module__ == "specc.api"
+    assert callable(specc.train) and specc.train.__module__ == "specc.api.training"
 
 
 def test_one_version():
