@@ -227,7 +227,7 @@ def test_an_unsupported_op_is_one_line_naming_the_node(tmp_path):
     )
     with pytest.raises(UserError) as info:
         specc.from_onnx(path)
-    assert str(info.value) == f"{path}: node mix (Einsum): specc has no layer for this op"
+    assert str(info.value) == f"{path}: node mix (Einsum) at #1 of 1, after the input: specc has no layer for this op"
 
 
 def test_a_non_image_input_is_refused(tmp_path):
@@ -250,7 +250,7 @@ def test_asymmetric_pool_pads_are_refused_with_the_reason(tmp_path):
     with pytest.raises(UserError) as info:
         specc.from_onnx(path)
     assert str(info.value) == (
-        f"{path}: node p (MaxPool): asymmetric pads [0, 0, 1, 1] (top, left, bottom, right)"
+        f"{path}: node p (MaxPool) at #1 of 1, after the input: asymmetric pads [0, 0, 1, 1] (top, left, bottom, right)"
         " — specc pads each side of a window equally"
     )
 
@@ -300,5 +300,5 @@ def test_adding_a_constant_is_refused(tmp_path):
     bias = onnx.numpy_helper.from_array(np.ones((1, 3, 1, 1), np.float32), "b")
     add = helper.make_node("Add", ["x", "b"], ["y"], name="shift")
     path = save_onnx(tmp_path, [add], [image_input()], [image_input("y")], [bias])
-    with pytest.raises(UserError, match=r"node shift \(Add\): it adds the constant 'b'"):
+    with pytest.raises(UserError, match=r"node shift \(Add\) at #1 of 1, after the input: it adds the constant 'b'"):
         specc.from_onnx(path)

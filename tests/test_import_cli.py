@@ -70,7 +70,7 @@ def test_cli_refusal_writes_nothing(tmp_path, capsys):
         [image_input("y")],
     )
     assert main(["import", str(path), "-o", str(tmp_path / "m.yaml")]) == 2
-    assert capsys.readouterr().err == f"error: {path}: node mix (Einsum): specc has no layer for this op\n"
+    assert capsys.readouterr().err == f"error: {path}: node mix (Einsum) at #1 of 1, after the input: specc has no layer for this op\n"
     assert not (tmp_path / "m.yaml").exists() and not (tmp_path / "m.pt").exists()
 
 

@@ -68,6 +68,12 @@ specc import --torch torchvision.models:alexnet --input 3x224x224 --force
     p.add_argument("--weights-out", metavar="CKPT", help="the checkpoint to write (default: the spec's path, .pt)")
     p.add_argument("--name", help="the network's name (default: the ONNX graph's, the file's or the module's)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="for a model with nodes specc cannot map: write the spec up to the last layer before the"
+        " first of them (without it, nothing is written and each such node is listed)",
+    )
     p.set_defaults(func=run)
 
 
@@ -77,9 +83,9 @@ def run(args) -> int:
     if args.name is not None and not args.name.isidentifier():
         raise UserError(f"--name {args.name}: expected letters, digits and _ (not starting with a digit)")
     if args.torch:
-        result, origin = _from_torch(args.torch, args.input or DEFAULT_INPUT, args.name)
+        result, origin = _from_torch(args.torch, args.input or DEFAULT_INPUT, args.name, args.allow_partial)
     else:
-        result, origin = _from_onnx(Path(args.model), args.name)
+        result, origin = _from_onnx(Path(args.model), args.name, args.allow_partial)
     graph, weights = result.graph, result.weights
     spec_path = Path(args.out) if args.out else Path(f"{graph.name}.yaml")
     weights_path = Path(args.weights_out) if args.weights_out else spec_path.with_suffix(".pt")
@@ -105,10 +111,10 @@ def run(args) -> int:
     return 0
 
 
-def _from_onnx(path: Path, name: str | None):
+def _from_onnx(path: Path, name: str | None, allow_partial: bool):
     from specc_onnx.importer import import_model
 
-    return import_model(path, name=name or _default_name(path)), str(path)
+    return import_model(path, name=name or _default_name(path), allow_partial=allow_partial), str(path)
 
 
 def _default_name(path: Path) -> str | None:
@@ -124,7 +130,7 @@ def _default_name(path: Path) -> str | None:
     return path.stem if graph_name in _GENERIC_NAMES else None
 
 
-def _from_torch(ref: str, input_text: str, name: str | None):
+def _from_torch(ref: str, input_text: str, name: str | None, allow_partial: bool):
     try:
         import torch
 
@@ -141,7 +147,7 @@ def _from_torch(ref: str, input_text: str, name: str | None):
     except UserError as exc:
         raise UserError(f"--torch {ref}: {exc}") from None
     default = type(model).__name__
-    result = import_model(data, name=name or default, label=f"--torch {ref}")
+    result = import_model(data, name=name or default, label=f"--torch {ref}", allow_partial=allow_partial)
     return result, f"PyTorch {ref} (exported to ONNX, input {input_text})"
 
 

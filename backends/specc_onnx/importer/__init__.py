@@ -50,9 +50,17 @@ def import_onnx(
     return result.graph, result.weights
 
 
-def import_model(source: str | Path | bytes | onnx.ModelProto, *, name: str | None = None, label: str = "") -> Imported:
+def import_model(
+    source: str | Path | bytes | onnx.ModelProto,
+    *,
+    name: str | None = None,
+    label: str = "",
+    allow_partial: bool = False,
+) -> Imported:
     """`import_onnx` with notes. A model specc compiled comes back as its embedded spec when
-    that spec, compiled with the model's weights, is exactly the model (`embedded`)."""
+    that spec, compiled with the model's weights, is exactly the model (`embedded`).
+    `allow_partial`: a model with nodes specc cannot map gives the layers before the first
+    of them (said in the notes) instead of the refusal."""
     model, label = load_model(source, label)
     view = checked_view(model, label)  # the checks run whatever the metadata says
     restored = embedded_spec(model)
@@ -62,8 +70,8 @@ def import_model(source: str | Path | bytes | onnx.ModelProto, *, name: str | No
         graph, weights = restored
         graph = graph.replace(name=name) if name else graph
         return Imported(graph, weights, ("restored from the spec the model carries (specc.spec, verified)",), True)
-    graph, weights = import_view(view, label, name)
-    return Imported(graph, weights, _folded_notes(model))
+    graph, weights, notes = import_view(view, label, name, allow_partial=allow_partial)
+    return Imported(graph, weights, (*notes, *_folded_notes(model)))
 
 
 def _folded_notes(model: onnx.ModelProto) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ weight against the shape its op declares."""
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from pydantic import ValidationError
@@ -51,29 +51,83 @@ def refusal(label: str, node: OnnxNode, reason: str) -> UserError:
     return UserError(f"{label}: node {node.label()} ({node.op_type}): {reason}")
 
 
-def import_view(view: ModelView, label: str, name: str | None = None) -> tuple[Graph, dict[str, np.ndarray]]:
-    """The specc graph and weights (state_dict names, float32 numpy) of a checked model."""
-    values: dict[str, str] = {view.input_name: INPUT}
+@dataclass
+class _Walk:
+    """What the walk has found so far: layers, their weights, the layer each ONNX value is,
+    and the nodes it could not map (with the values that depend on them)."""
+
+    values: dict[str, str]
+    nodes: list[Node] = field(default_factory=list)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    tainted: set[str] = field(default_factory=set)
+    mapped_before_failure: int = -1  # layers found before the first failure
+
+
+def import_view(
+    view: ModelView, label: str, name: str | None = None, *, allow_partial: bool = False
+) -> tuple[Graph, dict[str, np.ndarray], tuple[str, ...]]:
+    """The specc graph, its weights (state_dict names, float32 numpy) and notes, of a checked
+    model. Every node no pattern maps is reported, one line each (its name, op, position and
+    why); with `allow_partial` the spec stops at the last layer mapped before the first."""
+    walk = _Walk({view.input_name: INPUT})
     covered: set[int] = set()
-    nodes: list[Node] = []
-    weights: dict[str, np.ndarray] = {}
     for onnx_node in view.nodes:
         if onnx_node.index in covered or all(o in view.shape_only for o in onnx_node.outputs if o):
             continue  # part of a layer already found, or a shape computation (a Reshape reads it)
-        if onnx_node.op_type in PASS_THROUGH:
-            values[onnx_node.output] = _layer_of(values, onnx_node.inputs[0], label, onnx_node)
+        if any(v in walk.tainted for v in onnx_node.inputs):
+            walk.tainted.update(onnx_node.outputs)  # downstream of a node already reported ...
+            if onnx_node.op_type not in PATTERNS and onnx_node.op_type not in PASS_THROUGH:
+                where = _where(view, onnx_node, walk.values)  # ... but an op specc lacks is named too
+                walk.failures.append(str(refusal(label, onnx_node, "specc has no layer for this op")).replace(
+                    f"({onnx_node.op_type}): ", f"({onnx_node.op_type}) {where}: ", 1))  # fmt: skip
             continue
-        match = first_match(view, onnx_node)
-        if isinstance(match, NoMatch):
-            raise refusal(label, onnx_node, match.reason)
-        covered.update(n.index for n in match.nodes)
-        layer = _node(match, values, {n.name for n in nodes}, label)
-        nodes.append(layer)
-        values[match.output] = layer.name
-        weights.update({f"{layer.name}.{k}": np.asarray(v, dtype=np.float32) for k, v in match.weights.items()})
-    graph = _graph(view, nodes, values, label, name)
-    _check_weights(graph, weights, label)
-    return graph, weights
+        try:
+            _step(view, onnx_node, walk, covered, label)
+        except UserError as exc:
+            if walk.mapped_before_failure < 0:
+                walk.mapped_before_failure = len(walk.nodes)
+            where = _where(view, onnx_node, walk.values)
+            walk.failures.append(str(exc).replace(f"({onnx_node.op_type}): ", f"({onnx_node.op_type}) {where}: ", 1))
+            walk.tainted.update(onnx_node.outputs)
+    if walk.failures and not allow_partial:
+        raise UserError("\n".join(walk.failures))
+    notes: tuple[str, ...] = ()
+    outputs = None
+    if walk.failures:
+        kept = walk.nodes[: walk.mapped_before_failure]
+        if not kept:
+            raise UserError(f"{walk.failures[0]} — and no layer comes before it, so nothing is left to import")
+        outputs = [kept[-1].name]
+        notes = (f"--allow-partial: the spec stops at layer {kept[-1].name}, before {walk.failures[0]}",)
+        names = {n.name for n in kept}
+        walk.weights = {k: v for k, v in walk.weights.items() if k.split(".", 1)[0] in names}
+        walk.values = {v: layer for v, layer in walk.values.items() if layer in names or layer == INPUT}
+        walk.nodes = kept
+    graph = _graph(view, walk.nodes, walk.values, label, name, outputs)
+    _check_weights(graph, walk.weights, label)
+    return graph, walk.weights, notes
+
+
+def _step(view: ModelView, onnx_node: OnnxNode, walk: _Walk, covered: set[int], label: str) -> None:
+    if onnx_node.op_type in PASS_THROUGH:
+        walk.values[onnx_node.output] = _layer_of(walk.values, onnx_node.inputs[0], label, onnx_node)
+        return
+    match = first_match(view, onnx_node)
+    if isinstance(match, NoMatch):
+        raise refusal(label, onnx_node, match.reason)
+    layer = _node(match, walk.values, {n.name for n in walk.nodes}, label)
+    covered.update(n.index for n in match.nodes)
+    walk.nodes.append(layer)
+    walk.values[match.output] = layer.name
+    walk.weights.update({f"{layer.name}.{k}": np.asarray(v, dtype=np.float32) for k, v in match.weights.items()})
+
+
+def _where(view: ModelView, node: OnnxNode, values: dict[str, str]) -> str:
+    """Where a node sits: its position and the layer it reads (`#12 of 40, after layer conv3`)."""
+    reads = [values[v] for v in node.inputs if v in values]
+    after = "after the input" if reads and reads[0] == INPUT else f"after layer {reads[0]}" if reads else ""
+    return ", ".join(p for p in (f"at #{node.index + 1} of {len(view.nodes)}", after) if p)
 
 
 def first_match(view: ModelView, node: OnnxNode) -> Match | NoMatch:
@@ -177,17 +231,19 @@ def _repeats_op(part: str, op_type: str) -> bool:
     return lowered in _GENERIC_PARTS or re.fullmatch(rf"{op_type.lower()}(_\d+)?", lowered) is not None
 
 
-def _graph(view: ModelView, nodes: list[Node], values: dict[str, str], label: str, name: str | None) -> Graph:
+def _graph(
+    view: ModelView, nodes: list[Node], values: dict[str, str], label: str, name: str | None, partial=None
+) -> Graph:
     if not nodes:
         raise UserError(f"{label}: no layers — the model computes nothing specc imports")
-    outputs = []
-    for value in view.outputs:
+    outputs = list(partial or [])
+    for value in view.outputs if partial is None else ():
         layer = values.get(value)
         if layer is None or layer == INPUT:
             raise UserError(f"{label}: output '{value}' is not computed by a layer — nothing to import")
         outputs.append(layer)
     classes = None
-    out_shape = view.output_shapes[0] if len(outputs) == 1 else ()
+    out_shape = view.output_shapes[0] if len(outputs) == 1 and partial is None else ()
     if len(out_shape) == 2 and isinstance(out_shape[1], int):
         classes = out_shape[1]  # the model ends in a flat vector of class scores
     listed = tuple(outputs) if len(outputs) > 1 or outputs[-1] != nodes[-1].name else ()
