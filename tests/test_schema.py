@@ -60,7 +60,9 @@ def test_unknown_type_and_missing_type(validator):
 
 
 def test_repeat_blocks_are_closed_too(validator):
-    good = HEADER | {"layers": [{"repeat": 2, "layers": [{"type": "conv", "filters": 4, "kernel": 3, "padding": "same"}]}, *TAIL]}
+    good = HEADER | {
+        "layers": [{"repeat": 2, "layers": [{"type": "conv", "filters": 4, "kernel": 3, "padding": "same"}]}, *TAIL]
+    }
     assert errors_of(validator, good) == []
     specc.check(yaml.safe_dump(good))
     bad = HEADER | {"layers": [{"repeat": 2, "layer": []}, *TAIL]}
