@@ -72,8 +72,6 @@ class RunOptions:
     limit_batches: int | None = None  # train on the first N batches of each epoch only
     data_mode: str = "auto"  # memory, stream or auto (`specc.train.inputs.choose_mode`)
     workers: int | None = None  # processes decoding streamed data; None: the default
-    data_mode: str = "auto"  # memory, stream, or auto (`specc.train.inputs.choose_mode`)
-    workers: int | None = None  # streaming's decoding processes; None: one per core of this process's share
 
 
 # -----------------------------------------------------------------------------------------
