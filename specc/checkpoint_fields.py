@@ -101,6 +101,11 @@ def _best(value: Any) -> bool:
     )
 
 
+def _sampler(value: Any) -> bool:
+    keys = ("seed", "epoch", "position", "batch_size", "world_size")
+    return isinstance(value, dict) and all(_integer(value.get(k), 0) for k in keys)
+
+
 def _plain_dict(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) for k in value)
 
@@ -130,6 +135,8 @@ FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "threads": ("a whole number >= 1", lambda v: _integer(v, 1)),
     "device": ("a device type", lambda v: isinstance(v, str)),
     "limits": ("a dict", _plain_dict),
+    "data_mode": ("'memory' or 'stream'", lambda v: v in ("memory", "stream")),
+    "sampler": ("a sampler position {seed, epoch, position, ...}", _sampler),
     "run": ("a dict", _plain_dict),
     "versions": ("a dict", _plain_dict),
 }

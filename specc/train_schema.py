@@ -33,8 +33,8 @@ Flag = Annotated[bool, Field(strict=True)]
 
 # Kept literal (not imported from specc.train.data) so that this module stays numpy-free;
 # a test checks they agree with the data layer.
-DATASET_NAMES = ("cifar10", "cifar100", "fashion-mnist", "mnist", "folder", "synthetic")
-Dataset = Literal["cifar10", "cifar100", "fashion-mnist", "mnist", "folder", "synthetic"]
+DATASET_NAMES = ("cifar10", "cifar100", "fashion-mnist", "mnist", "folder", "npy", "synthetic")
+Dataset = Literal["cifar10", "cifar100", "fashion-mnist", "mnist", "folder", "npy", "synthetic"]
 Decay = Annotated[float, Field(strict=True, gt=0, lt=1)]
 
 # The metrics a run records per epoch, which early stopping and best.pt may monitor: loss,

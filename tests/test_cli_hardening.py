@@ -124,6 +124,6 @@ def test_a_flag_that_sets_the_recipe_is_named_as_that_flag(capsys, tmp_path):
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line == (
         "--data imagenet: train: dataset = 'imagenet' is not valid"
-        " — expected one of cifar10, cifar100, fashion-mnist, mnist, folder, synthetic"
+        " — expected one of cifar10, cifar100, fashion-mnist, mnist, folder, npy, synthetic"
     )
     assert not (tmp_path / "run").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 from specc.api import check
 from specc.commands.common import add_command, add_spec_options, positive_int, positive_number, spec_source
 from specc.commands.train_options import (
+    add_data_flags,
     add_feature_flags,
     forward_features,
     fraction,
@@ -55,9 +56,12 @@ def register(sub) -> None:
     p = add_command(sub, "train", "train a spec on a dataset (checkpoints, resume, DDP)", EXAMPLES, DESCRIPTION)
     add_spec_options(p)
     data = p.add_argument_group("data")
-    data.add_argument("--data", metavar="DATASET", help="cifar10, cifar100, fashion-mnist, mnist, folder, synthetic")
+    data.add_argument(
+        "--data", metavar="DATASET", help="cifar10, cifar100, fashion-mnist, mnist, folder, npy, synthetic"
+    )
     data.add_argument("--data-dir", metavar="DIR", help="where the dataset's files are")
     data.add_argument("--val-split", type=fraction, metavar="F", help="hold out this fraction of the training set")
+    add_data_flags(data)
     recipe = p.add_argument_group("recipe (each overrides the spec's train: section)")
     recipe.add_argument("--epochs", type=positive_int, metavar="N")
     recipe.add_argument("--lr", type=positive_number, metavar="X", help="learning rate")
@@ -149,6 +153,8 @@ def _train_spec(args) -> int:
         progress=not args.no_progress,
         max_steps=args.max_steps,
         limit_batches=args.limit_batches,
+        data_mode=args.data_mode or "auto",
+        workers=args.workers,
     )
     try:
         summary = train(graph, cfg, options)
@@ -219,6 +225,8 @@ def _forward(args) -> list[str]:
         ("--threads", args.threads),
         ("--max-steps", args.max_steps),
         ("--limit-batches", args.limit_batches),
+        ("--data-mode", args.data_mode),
+        ("--workers", args.workers),
         ("--out", args.out),
         ("--resume", args.resume),
     )

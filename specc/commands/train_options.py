@@ -36,6 +36,24 @@ def whole_number(text: str) -> int:
     return value
 
 
+def add_data_flags(group) -> None:
+    """--data-mode and --workers: how the data is read, not what is trained (so not part of
+    the recipe); a resumed run keeps its data mode."""
+    group.add_argument(
+        "--data-mode",
+        choices=("auto", "memory", "stream"),
+        help="memory: whole splits decoded in memory; stream: decoded per batch by --workers"
+        " processes (folder, npy); auto (default): stream when the decoded data would take over"
+        " a quarter of RAM",
+    )
+    group.add_argument(
+        "--workers",
+        type=whole_number,
+        metavar="N",
+        help="processes decoding the streamed data (0: in the training process; default: one per core, at most 8)",
+    )
+
+
 def decay(text: str) -> float:
     """An argparse type: an EMA decay 0 < d < 1."""
     try:

@@ -32,6 +32,11 @@ checkpoint file): a plain dict of tensors, lists, numbers and strings, loadable 
                  so far, or None and 0 without EMA; `specc eval --ema` evaluates them
     data         {"train": fingerprint, "test": ..., "val": ...}: a resume on other data is refused
     limits       {"batches": N or None}: --limit-batches, which a resume keeps
+    data_mode    "memory" or "stream" (`specc.train.inputs`): a resume keeps it
+    sampler      where the training data's sampler stands: {"seed", "epoch", "position"
+                 (batches of the epoch done, = step), "batch_size" (per process),
+                 "world_size"}; the epoch's order is a pure function of (seed, epoch), so
+                 a resume hands the loader the plan from `position` on
     run          {"command", "overrides", "started"}: how the run was first started
     resumes      one {"epoch", "step", "command", "started", "changes"} per resume
     world_size, threads, device   processes, CPU threads per process and device type: on the
@@ -196,6 +201,29 @@ def batch_limit(asked: int | None, path: Path | None, resume: dict | None) -> in
     return saved
 
 
+def sampler_state(t: Trainer) -> dict:
+    """The training sampler's position (see the module docstring)."""
+    return {
+        **t.loader.state_dict(),
+        "epoch": t.epoch,
+        "position": t.step,
+        "batch_size": t.loader.batch_size,
+        "world_size": t.world.size,
+    }
+
+
+def check_sampler(path: Path, payload: dict, t: Trainer) -> None:
+    """Refuse a checkpoint whose sampler record disagrees with where the run stands."""
+    sampler = payload.get("sampler")
+    if sampler is None:  # written before the record existed: (epoch, step) say it all
+        return
+    if (sampler.get("epoch"), sampler.get("position")) != (payload["epoch"], payload["step"]):
+        raise UserError(
+            f"{path}: field 'sampler' stands at epoch {sampler.get('epoch')} position {sampler.get('position')}"
+            f" but the run at epoch {payload['epoch']} step {payload['step']} — damaged or edited?"
+        )
+
+
 def restore(t: Trainer, path: Path, payload: dict) -> None:
     """Put a run's checkpoint back into trainer `t`: weights, optimizer, where it stands, RNG."""
     from specc.train import messages  # which reads this module's names
@@ -215,6 +243,7 @@ def restore(t: Trainer, path: Path, payload: dict) -> None:
         raise UserError(f"{path}: field 'step' is {t.step}, but an epoch of this run has {t.steps} steps")
     if t.step and payload.get("partial") is None:
         raise UserError(f"{path}: field 'partial' is missing, but the run stopped in the middle of an epoch")
+    check_sampler(path, payload, t)
     t.global_step = payload.get("global_step", t.epoch * t.steps + t.step)
     # Only rank 0 carries the interrupted epoch's sums: they are summed over ranks later.
     t.partial = payload.get("partial") if t.world.main else None
@@ -269,6 +298,8 @@ def payload(t: Trainer) -> dict:
         "ema": model_state(t.ema.model) if t.ema is not None else None,
         "ema_updates": t.ema.updates if t.ema is not None else 0,
         "data": t.fingerprints,
+        "data_mode": t.data.mode,
+        "sampler": sampler_state(t),
         "limits": {"batches": t.limit},
         "run": t.origin,
         "resumes": t.resumes,

@@ -11,12 +11,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from specc.train.data.loader import eval_batches
 from specc.train.distributed import World, all_sum
+
+if TYPE_CHECKING:
+    from specc.train.data.streamloader import StreamSplit
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,7 +58,7 @@ class Evaluation:
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
-    images: torch.Tensor,
+    images: torch.Tensor | StreamSplit,
     labels: torch.Tensor,
     preprocess: Callable[[torch.Tensor], torch.Tensor],
     *,
@@ -69,16 +74,14 @@ def evaluate(
     was_training = model.training
     model.eval()
     device = images.device
-    shard = torch.arange(world.rank, len(images), world.size, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     confusion = torch.zeros(classes * classes, dtype=torch.int64, device=device)
     top5 = torch.zeros((), dtype=torch.int64, device=device)
-    for start in range(0, len(shard), batch_size):
-        index = shard[start : start + batch_size]
-        x = preprocess(images.index_select(0, index).float())  # (B, C, H, W) float32
+    # This rank's strided shard, from the tensor on the device or decoded by a streamed split's workers.
+    for raw, y in eval_batches(images, labels, world.rank, world.size, batch_size):
+        x = preprocess(raw.float())  # (B, C, H, W) float32
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = labels.index_select(0, index)
         with autocast():
             logits = model(x)  # (B, classes)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()

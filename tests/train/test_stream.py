@@ -110,6 +110,14 @@ def test_a_streamed_run_stopped_mid_epoch_resumes_to_the_in_memory_runs_weights(
     assert capsys.readouterr().err.strip() == (
         f"error: --data-mode memory: {streamed}/last.pt was trained with --data-mode stream; a run keeps its mode"
     )
+    # A sampler record that disagrees with where the run stands is refused, naming the field.
+    b["sampler"]["position"] = 3
+    torch.save(b, streamed / "last.pt")
+    assert run_cli("train", "--resume", str(streamed), "--epochs", "3") == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {streamed}/last.pt: field 'sampler' stands at epoch 2 position 3 but the run at epoch 2 step 0"
+        " — damaged or edited?"
+    )
 
 
 def test_npy_arrays_stream_from_a_memory_map(tmp_path):
