@@ -64,10 +64,11 @@ def read_checkpoint(path: str | Path) -> Any:
         raise UserError(f"{path}: {_why_unreadable(exc)}") from None
 
 
-def read_state_dict(path: str | Path) -> tuple[dict | None, dict]:
+def read_state_dict(path: str | Path, weights_map: str | Path | None = None) -> tuple[dict | None, dict]:
     """(the checkpoint dict or None for a plain state_dict, its state_dict) from a file.
 
-    The state_dict is unwrapped from a `module.`/`_orig_mod.` prefix. Refused with one line:
+    The state_dict is unwrapped from a `module.`/`_orig_mod.` prefix, then renamed by
+    `weights_map` (a file `read_weights_map` reads) when given. Refused with one line:
     another checkpoint format, and anything that is not a dict of tensors by layer name."""
     payload = read_checkpoint(path)
     container = None
@@ -79,7 +80,49 @@ def read_state_dict(path: str | Path) -> tuple[dict | None, dict]:
     tensor = _torch().Tensor
     if not isinstance(payload, dict) or not payload or not all(isinstance(v, tensor) for v in payload.values()):
         raise UserError(f"{path}: neither a state_dict nor a specc checkpoint (no tensors by layer name)")
-    return container, unwrapped(payload)
+    state = unwrapped(payload)
+    if weights_map is not None:
+        state = apply_weights_map(state, read_weights_map(weights_map), weights_map, path)
+    return container, state
+
+
+WEIGHTS_MAP_FORMAT = "specc-weights-map-v1"
+WEIGHTS_MAP_HINT = " — if it holds another model's names, pass --weights-map MAP.yaml (specc import writes one)"
+
+
+def read_weights_map(path: str | Path) -> dict[str, str]:
+    """A weights map (`specc import` writes one): `{format: specc-weights-map-v1, keys: {spec
+    key: source key}}` in YAML; one-line refusals naming the file."""
+    import yaml
+
+    path = Path(path)
+    _check_regular_file(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UserError(f"--weights-map {path}: not a YAML weights map ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != WEIGHTS_MAP_FORMAT:
+        raise UserError(
+            f"--weights-map {path}: expected format: {WEIGHTS_MAP_FORMAT} and keys: {{spec key: source key}}"
+        )
+    keys = data.get("keys")
+    if (
+        not isinstance(keys, dict)
+        or not keys
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items())
+    ):
+        raise UserError(f"--weights-map {path}: 'keys' must map this spec's state_dict keys to the source's")
+    return dict(keys)
+
+
+def apply_weights_map(state: dict, mapping: dict[str, str], map_path: str | Path, source: str | Path) -> dict:
+    """`state` under this spec's names: each mapped key from its source key; source keys the map
+    does not name (torch's `num_batches_tracked` counters, a head left out) are dropped."""
+    absent = [f"{theirs} (for {ours})" for ours, theirs in mapping.items() if theirs not in state]
+    if absent:
+        more = f" (+{len(absent) - 3} more)" if len(absent) > 3 else ""
+        raise UserError(f"--weights-map {map_path}: {source} has no {', '.join(absent[:3])}{more}")
+    return {ours: state[theirs] for ours, theirs in mapping.items()}
 
 
 def unwrapped(state: dict) -> dict:

@@ -243,3 +243,19 @@ def test_dynamo_and_torch_export_import_and_compute_the_same(exporter):
     graph = _check(_export(_model(key), x, exporter), x)
     names = {n.name for n in graph.nodes}
     assert ({"conv1", "layer1_0_conv1", "layer4_1_conv2", "fc"} if key == "resnet18" else {"stem", "head"}) <= names
+
+
+def test_from_torch_keeps_batch_norm_and_the_modules_parameter_count():
+    """specc's own export keeps BatchNormalization (PRESERVE on an eval module), so the spec
+    has the module's batch norms and exactly its parameters, and computes the same."""
+    model, x = _model("resnet18"), torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    graph, weights = specc.from_torch(model, x)
+    assert sum(n.type == "batch_norm" for n in graph.nodes) == sum(
+        isinstance(m, nn.BatchNorm2d) for m in model.modules()
+    )
+    assert specc.check(graph).report.total_params == sum(p.numel() for p in model.parameters())
+    module = specc_torch.build(graph).eval()
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()}, strict=False)
+    with torch.no_grad():
+        want, got = model(x), module(x)
+    assert float((got - want).abs().max()) / float(want.abs().max()) <= TOLERANCE

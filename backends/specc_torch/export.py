@@ -3,7 +3,8 @@
 reads it, so there is one importer, not two.
 
 TorchScript's exporter (`dynamo=False`): it needs no extra packages and leaves a plain graph
-of standard ops, which is what the importer's patterns read."""
+of standard ops, which is what the importer's patterns read; batch norm is kept (not folded
+into the conv before it), so an imported model can be trained on."""
 
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def to_onnx_bytes(module: nn.Module, example_input: torch.Tensor, *, opset: int 
                 output_names=["output"],
                 dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
                 do_constant_folding=True,
+                # PRESERVE on a module in eval mode: BatchNormalization stays a node of its own
+                # (EVAL would fold it into the conv before), so it comes back as batch_norm
+                training=torch.onnx.TrainingMode.PRESERVE,
             )
     except UserError:
         raise

@@ -14,7 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from specc.checkpoint_io import CHECKPOINT_FORMAT, read_checkpoint, read_state_dict, save_checkpoint
+from specc.checkpoint_io import (
+    CHECKPOINT_FORMAT,
+    WEIGHTS_MAP_HINT,
+    read_checkpoint,
+    read_state_dict,
+    save_checkpoint,
+)
 from specc.emit import spec_hash, to_yaml
 from specc.errors import SpecError, UserError
 from specc.ir import Graph
@@ -56,14 +62,15 @@ def checkpoint_payload(model, **extra) -> dict:
     }
 
 
-def load_weights(path: str | Path, graph: Graph) -> dict[str, torch.Tensor]:
+def load_weights(path: str | Path, graph: Graph, weights_map: str | Path | None = None) -> dict[str, torch.Tensor]:
     """The state_dict in a checkpoint file, checked against `graph`'s layers.
 
     Accepts a specc checkpoint or a plain state_dict (keys under a `module.`/`_orig_mod.`
     wrapper prefix are unwrapped). A checkpoint whose keys and shapes fit is accepted even if
     its spec differs elsewhere (dropout rates, the train: recipe); otherwise a `UserError`
-    names both specs and what differs."""
-    state, trained_for = _state_of(Path(path))
+    names both specs and what differs. `weights_map` renames a foreign state_dict's keys
+    (`specc.checkpoint_io.read_weights_map`)."""
+    state, trained_for = _state_of(Path(path), weights_map)
     expected = expected_shapes(graph)
     for key in expected:  # older or hand-made state_dicts may lack BN's step counter
         if key.endswith("num_batches_tracked") and key not in state:
@@ -75,7 +82,8 @@ def load_weights(path: str | Path, graph: Graph) -> dict[str, torch.Tensor]:
             head = f"{path} was trained for spec {trained_for} but the spec is {want}"
         else:
             head = f"{path} does not fit spec {want}"
-        raise UserError(f"{head}: {'; '.join(problems)}")
+        hint = WEIGHTS_MAP_HINT if weights_map is None and not trained_for else ""
+        raise UserError(f"{head}: {'; '.join(problems)}{hint}")
     return state
 
 
@@ -96,9 +104,9 @@ def expected_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def _state_of(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+def _state_of(path: Path, weights_map: str | Path | None = None) -> tuple[dict[str, torch.Tensor], str]:
     """(state_dict, "'name' (hash …)" of the spec it was trained for, or "" if unknown)."""
-    container, state = read_state_dict(path)
+    container, state = read_state_dict(path, weights_map)
     trained_for = _spec_label(container.get("spec"), container.get("spec_hash")) if container else ""
     return state, trained_for
 

@@ -53,6 +53,21 @@ def add_spec_options(parser: argparse.ArgumentParser, *, many: bool = False, opt
     )
 
 
+def add_weights_map_option(parser: argparse.ArgumentParser) -> None:
+    """--weights-map MAP.yaml: the names of a foreign state_dict given to --weights."""
+    parser.add_argument(
+        "--weights-map",
+        metavar="MAP.yaml",
+        help="rename the keys of a --weights state_dict from another model's naming (specc import writes this map)",
+    )
+
+
+def check_weights_map(args) -> None:
+    """--weights-map needs --weights."""
+    if getattr(args, "weights_map", None) and not getattr(args, "weights", None):
+        raise UserError("--weights-map: only with --weights (it renames that state_dict's keys)")
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a positive integer (1e9 and 1_000 spellings accepted)."""
     try:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from specc.api import check
 from specc.checkpoint_io import CHECKPOINT_FORMAT, read_checkpoint, read_state_dict
-from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
+from specc.commands.common import (
+    add_command,
+    add_spec_options,
+    add_weights_map_option,
+    check_kwargs,
+    check_weights_map,
+    spec_source,
+)
 from specc.commands.explain_options import add_explain_arguments, explain_onnx_bytes, explain_path
 from specc.errors import UserError
 from specc.fileio import write_files
@@ -47,6 +54,7 @@ specc transform specs/model_c.yaml --replace-pooling conv | specc compile - --ta
     source = p.add_mutually_exclusive_group()
     source.add_argument("--weights", metavar="CKPT", help="a specc checkpoint or a plain PyTorch state_dict")
     source.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
+    add_weights_map_option(p)
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size")
     p.add_argument(
@@ -72,6 +80,7 @@ specc transform specs/model_c.yaml --replace-pooling conv | specc compile - --ta
 
 
 def run(args) -> int:
+    check_weights_map(args)
     batch = _parse_batch(args.batch)
     if args.io == "fp16" and args.precision != "fp16":
         raise UserError("--io fp16: only with --precision fp16 (an fp32 model takes and gives float32)")
@@ -164,7 +173,7 @@ def _weights(graph, args) -> tuple[dict, dict]:
     """numpy weights and where they came from: {"weights": text, "preprocessing": dict|None}."""
     backend = _torch_backend()
     if args.weights:
-        tensors = backend.weights.load_weights(args.weights, graph)
+        tensors = backend.weights.load_weights(args.weights, graph, args.weights_map)
         weights = {k: v.detach().cpu().numpy() for k, v in tensors.items()}
         provenance = {"weights": f"checkpoint {Path(args.weights).name}", "preprocessing": _preprocessing(args.weights)}
         return weights, provenance

@@ -8,7 +8,13 @@ import sys
 
 from specc.api import check
 from specc.checkpoint_io import read_state_dict
-from specc.commands.common import add_command, add_spec_options, check_kwargs, positive_int
+from specc.commands.common import (
+    add_command,
+    add_spec_options,
+    add_weights_map_option,
+    check_kwargs,
+    positive_int,
+)
 from specc.errors import UserError
 from specc.ir import Graph
 from specc.outputs import require_classifier
@@ -35,6 +41,7 @@ def register(sub) -> None:
     )
     add_spec_options(p)
     p.add_argument("--weights", required=True, metavar="CKPT", help="a checkpoint or state_dict (.pt)")
+    add_weights_map_option(p)
     p.add_argument("--data", metavar="DATASET", help="the dataset (default: the one the run trained on)")
     p.add_argument("--data-dir", metavar="DIR", help="where the dataset's files are")
     p.add_argument(
@@ -72,7 +79,7 @@ def run(args) -> int:
     saved = container or {}
     graph = _graph(args, saved)
     classes = require_classifier(graph, "specc eval")
-    state = load_weights(args.weights, graph)  # refuses another architecture, naming both specs
+    state = load_weights(args.weights, graph, args.weights_map)  # refuses another architecture, naming both specs
     recipe = {**(saved.get("config") or {}), **(graph.train or {})}
     cfg = TrainConfig.model_validate(recipe).model_copy(
         update={k: v for k, v in (("dataset", args.data), ("data_dir", args.data_dir)) if v is not None}

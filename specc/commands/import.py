@@ -12,9 +12,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
-from specc.checkpoint_io import CHECKPOINT_FORMAT
+from specc.checkpoint_io import CHECKPOINT_FORMAT, WEIGHTS_MAP_FORMAT
 from specc.commands.common import add_command
 from specc.emit import spec_hash, to_yaml
 from specc.errors import UserError
@@ -83,25 +81,24 @@ def run(args) -> int:
     if args.name is not None and not args.name.isidentifier():
         raise UserError(f"--name {args.name}: expected letters, digits and _ (not starting with a digit)")
     if args.torch:
-        result, origin = _from_torch(args.torch, args.input or DEFAULT_INPUT, args.name, args.allow_partial)
+        result, origin, keys = _from_torch(args.torch, args.input or DEFAULT_INPUT, args.name, args.allow_partial)
     else:
-        result, origin = _from_onnx(Path(args.model), args.name, args.allow_partial)
+        (result, origin), keys = _from_onnx(Path(args.model), args.name, args.allow_partial), None
     graph, weights = result.graph, result.weights
     spec_path = Path(args.out) if args.out else Path(f"{graph.name}.yaml")
     weights_path = Path(args.weights_out) if args.weights_out else spec_path.with_suffix(".pt")
-    _check_destinations([spec_path, weights_path], args.force)
+    map_path = spec_path.with_suffix(".map.yaml")
+    _check_destinations([spec_path, weights_path, *([map_path] if keys else [])], args.force)
 
     spec_text, graph = _spec_text(result)
     header = f"# imported by specc {__version__} from {origin}\n# weights: {weights_path}\n"
     checkpoint = _checkpoint(graph, weights, spec_text)
     import torch
 
-    sizes = write_files(
-        {
-            spec_path: (header + spec_text).encode("utf-8"),
-            weights_path: lambda f: torch.save(checkpoint, f),
-        }
-    )  # both or neither
+    files: dict = {spec_path: (header + spec_text).encode("utf-8"), weights_path: lambda f: torch.save(checkpoint, f)}
+    if keys:
+        files[map_path] = _map_text(keys, origin, spec_path).encode("utf-8")
+    sizes = write_files(files)  # all or nothing
     print(_summary(graph, weights, origin))
     for note in result.notes:
         print(f"  note: {note}")
@@ -148,7 +145,36 @@ def _from_torch(ref: str, input_text: str, name: str | None, allow_partial: bool
         raise UserError(f"--torch {ref}: {exc}") from None
     default = type(model).__name__
     result = import_model(data, name=name or default, label=f"--torch {ref}", allow_partial=allow_partial)
-    return result, f"PyTorch {ref} (exported to ONNX, input {input_text})"
+    return result, f"PyTorch {ref} (exported to ONNX, input {input_text})", _weights_map(result, model)
+
+
+def _weights_map(result, model) -> dict[str, str] | None:
+    """spec key -> the module's state_dict key, for every weight of the spec, when each one is
+    that state_dict entry bit for bit (a batch norm folded by the exporter is not: no map)."""
+    import numpy as np
+
+    state = model.state_dict()
+    keys = {}
+    for key, array in result.weights.items():
+        layer, suffix = key.split(".", 1)
+        source = f"{result.sources[layer]}.{suffix}" if layer in result.sources else None
+        tensor = state.get(source) if source else None
+        if tensor is None or tuple(tensor.shape) != array.shape or not np.array_equal(tensor.numpy(), array):
+            return None
+        keys[key] = source
+    return keys or None
+
+
+def _map_text(keys: dict[str, str], origin: str, spec_path: Path) -> str:
+    """The weights map `--weights-map` reads (`specc.checkpoint_io.read_weights_map`)."""
+    import yaml
+
+    head = (
+        f"# the state_dict keys of {spec_path} (left) in the source model's naming (right), from {origin}\n"
+        f"# use: specc compile {spec_path} --weights STATE_DICT.pt --weights-map {spec_path.with_suffix('.map.yaml')}\n"
+    )
+    body = {"format": WEIGHTS_MAP_FORMAT, "keys": keys}
+    return head + yaml.safe_dump(body, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def _parse_input(text: str) -> tuple[int, int, int]:
@@ -227,7 +253,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _check_destinations(paths: list[Path], force: bool) -> None:
-    if paths[0].resolve() == paths[1].resolve():
+    if len({p.resolve() for p in paths}) < len(paths):
         raise UserError(f"{paths[0]}: the spec and the checkpoint would be the same file — pass --weights-out")
     folders = [str(p) for p in paths if p.is_dir()]
     if folders:
@@ -253,6 +279,7 @@ def _spec_text(result) -> tuple[str, Graph]:
 def _checkpoint(graph: Graph, weights: dict, spec_text: str) -> dict:
     """A specc checkpoint (`specc.checkpoint_io`): what `compile --weights`, `eval` and
     `train --init` read."""
+    import numpy as np
     import torch
 
     # Shares the arrays' memory (no third copy of the weights): torch.save only reads them, so

@@ -12,7 +12,14 @@ from pathlib import Path
 from specc.api import check
 from specc.backward import METHODS
 from specc.checkpoint_io import CHECKPOINT_FORMAT, read_checkpoint
-from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
+from specc.commands.common import (
+    add_command,
+    add_spec_options,
+    add_weights_map_option,
+    check_kwargs,
+    check_weights_map,
+    spec_source,
+)
 from specc.errors import UserError, did_you_mean
 from specc.fileio import write_text
 from specc.outputs import require_classifier
@@ -51,6 +58,7 @@ specc visualize specs/model_c.yaml --weights best.pt --layer conv1 --no-image --
     source = p.add_mutually_exclusive_group()
     source.add_argument("--weights", metavar="CKPT", help="a specc checkpoint or a plain PyTorch state_dict")
     source.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
+    add_weights_map_option(p)
     p.add_argument("--layer", metavar="NAME", help="the layer whose units to start from (not needed with --class)")
     p.add_argument("--method", choices=(*METHODS, "all"), default="guided", help="backward rule (default guided)")
     which = p.add_mutually_exclusive_group()
@@ -77,6 +85,7 @@ specc visualize specs/model_c.yaml --weights best.pt --layer conv1 --no-image --
 
 
 def run(args) -> int:
+    check_weights_map(args)
     _check_numbers(args)
     result = check(spec_source(args.spec), args.overrides, **check_kwargs(args))
     for d in result.warnings:
@@ -97,7 +106,7 @@ def run(args) -> int:
     model = specc_torch.build(graph, seed=args.seed)
     preprocessing = None
     if args.weights:
-        model.load_state_dict(load_weights(args.weights, graph))
+        model.load_state_dict(load_weights(args.weights, graph, args.weights_map))
         payload = read_checkpoint(args.weights)
         if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
             preprocessing = payload.get("preprocessing")

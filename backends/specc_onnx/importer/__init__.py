@@ -37,6 +37,7 @@ class Imported:
     weights: dict[str, np.ndarray]
     notes: tuple[str, ...] = field(default=())
     restored: bool = False  # the model's embedded spec, as written
+    sources: dict[str, str] = field(default_factory=dict)  # layer -> the module its stored weights are named after
 
 
 def import_onnx(
@@ -70,8 +71,8 @@ def import_model(
         graph, weights = restored
         graph = graph.replace(name=name) if name else graph
         return Imported(graph, weights, ("restored from the spec the model carries (specc.spec, verified)",), True)
-    graph, weights, notes = import_view(view, label, name, allow_partial=allow_partial)
-    return Imported(graph, weights, (*notes, *_folded_notes(model)))
+    graph, weights, notes, sources = import_view(view, label, name, allow_partial=allow_partial)
+    return Imported(graph, weights, (*notes, *_folded_notes(model)), sources=sources)
 
 
 def _folded_notes(model: onnx.ModelProto) -> tuple[str, ...]:

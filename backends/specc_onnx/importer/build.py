@@ -61,14 +61,15 @@ class _Walk:
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     tainted: set[str] = field(default_factory=set)
+    sources: dict[str, str] = field(default_factory=dict)  # layer -> the module its weights are named after
     mapped_before_failure: int = -1  # layers found before the first failure
 
 
 def import_view(
     view: ModelView, label: str, name: str | None = None, *, allow_partial: bool = False
-) -> tuple[Graph, dict[str, np.ndarray], tuple[str, ...]]:
-    """The specc graph, its weights (state_dict names, float32 numpy) and notes, of a checked
-    model. Every node no pattern maps is reported, one line each (its name, op, position and
+) -> tuple[Graph, dict[str, np.ndarray], tuple[str, ...], dict[str, str]]:
+    """The specc graph, its weights (state_dict names, float32 numpy), notes and the module
+    each layer's weights are named after in the model (`layer1.0.conv1`), of a checked model. Every node no pattern maps is reported, one line each (its name, op, position and
     why); with `allow_partial` the spec stops at the last layer mapped before the first."""
     walk = _Walk({view.input_name: INPUT})
     covered: set[int] = set()
@@ -106,7 +107,8 @@ def import_view(
         walk.nodes = kept
     graph = _graph(view, walk.nodes, walk.values, label, name, outputs)
     _check_weights(graph, walk.weights, label)
-    return graph, walk.weights, notes
+    sources = {layer: module for layer, module in walk.sources.items() if layer in graph.by_name}
+    return graph, walk.weights, notes, sources
 
 
 def _step(view: ModelView, onnx_node: OnnxNode, walk: _Walk, covered: set[int], label: str) -> None:
@@ -121,6 +123,9 @@ def _step(view: ModelView, onnx_node: OnnxNode, walk: _Walk, covered: set[int], 
     walk.nodes.append(layer)
     walk.values[match.output] = layer.name
     walk.weights.update({f"{layer.name}.{k}": np.asarray(v, dtype=np.float32) for k, v in match.weights.items()})
+    source = next((m.group(1) for m in map(_STATE_DICT_NAME.fullmatch, match.anchor.inputs[1:]) if m), None)
+    if source is not None and match.weights:
+        walk.sources[layer.name] = source
 
 
 def _where(view: ModelView, node: OnnxNode, values: dict[str, str]) -> str:
