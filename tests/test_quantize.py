@@ -207,3 +207,29 @@ def test_bench_refuses_a_non_specc_or_corrupt_model_and_bad_batches(models, caps
         "error: specc bench: argument --batch: '0,64': expected batch sizes 1 to 4096 separated by commas"
         " (see `specc bench --help`)\n"
     )
+
+
+def test_entropy_calibration_clips_an_outlier_that_minmax_keeps(capsys):
+    """onnxruntime's quantize_static, left to itself, gives entropy the same ranges as minmax
+    (docs/deploy.md); specc's entropy ranges must clip a lone outlier."""
+    from onnx import numpy_helper
+
+    from specc_onnx.quantize import QuantizeSettings, quantize_model
+
+    graph = specc.load(
+        "name: t\ninput: {channels: 1, size: 8}\nclasses: 3\nlayers:\n"
+        "  - {type: conv, filters: 4, kernel: 3, padding: same, activation: relu}\n"
+        "  - {type: global_avg_pool}\n  - {type: linear, units: 3}\n"
+    )
+    fp32 = emit(graph, random_weights(graph, 0))
+    calibration = np.random.default_rng(0).standard_normal((64, 1, 8, 8)).astype(np.float32)
+    calibration[0, 0, 0, 0] = 100.0  # one pixel far outside the rest
+    scale = {}
+    for method in ("minmax", "entropy"):
+        int8 = quantize_model(fp32, QuantizeSettings(method=method, calibration_images=64), calibration)
+        scale[method] = {
+            t.name: float(numpy_helper.to_array(t)) for t in int8.graph.initializer if t.name == "input_scale"
+        }
+    assert scale["minmax"]["input_scale"] == pytest.approx((100.0 - calibration.min()) / 255, rel=1e-5)
+    assert scale["entropy"]["input_scale"] < scale["minmax"]["input_scale"] / 4
+    assert capsys.readouterr().out == ""  # onnxruntime's progress prints kept off stdout
