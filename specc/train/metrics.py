@@ -61,8 +61,14 @@ def write_metrics(out: Path, history: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(history)
     write_text(out / "metrics.csv", buffer.getvalue())
-    if history:
+    if history and _has_matplotlib():  # curves.png needs the train extra's matplotlib; the rest does not
         plot_curves(out / "curves.png", history)
+
+
+def _has_matplotlib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def plot_curves(path: Path, history: list[dict]) -> None:
