@@ -64,9 +64,7 @@ def import_model(
     of them (said in the notes) instead of the refusal."""
     model, label = load_model(source, label)
     view = checked_view(model, label)  # the checks run whatever the metadata says
-    restored = embedded_spec(model)
-    if not isinstance(source, onnx.ModelProto):
-        del model.graph.initializer[:]  # our own copy, now in `view` as arrays: hold the weights once
+    restored = embedded_spec(model, view.consts)
     if restored is not None:
         graph, weights = restored
         graph = graph.replace(name=name) if name else graph

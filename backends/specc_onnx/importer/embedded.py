@@ -17,8 +17,9 @@ from specc.spec import load_graph_text
 from specc_onnx.metadata import PREFIX
 
 
-def embedded_spec(model: onnx.ModelProto) -> tuple[Graph, dict[str, np.ndarray]] | None:
-    """(spec, weights) from the model's metadata when they reproduce the model exactly."""
+def embedded_spec(model: onnx.ModelProto, consts: dict[str, np.ndarray]) -> tuple[Graph, dict[str, np.ndarray]] | None:
+    """(spec, weights) from the model's metadata when they reproduce the model exactly;
+    `consts`: the model's initializers as arrays (the view's)."""
     from specc_onnx.emit import emit
     from specc_onnx.weights import weight_shapes
 
@@ -28,8 +29,7 @@ def embedded_spec(model: onnx.ModelProto) -> tuple[Graph, dict[str, np.ndarray]]
         return None
     try:
         graph = load_graph_text(text, "specc.spec (metadata)")
-        initializers = {t.name: t for t in model.graph.initializer}
-        weights = {k: numpy_helper.to_array(initializers[k]) for k in weight_shapes(graph)}
+        weights = {k: consts[k] for k in weight_shapes(graph)}
         dims = model.graph.input[0].type.tensor_type.shape.dim
         batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else "dynamic"
         opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
@@ -38,12 +38,12 @@ def embedded_spec(model: onnx.ModelProto) -> tuple[Graph, dict[str, np.ndarray]]
         again = emit(graph, weights, opset=opset, batch=batch, output=mode, fold_bn=False)
     except (SpecError, UserError, KeyError, StopIteration, ValueError):
         return None
-    if not _same_graph(again.graph, model.graph, set(weights)):
+    if not _same_graph(again.graph, model.graph, set(weights), consts):
         return None
     return graph, {k: np.array(v, dtype=np.float32) for k, v in weights.items()}
 
 
-def _same_graph(ours: onnx.GraphProto, theirs: onnx.GraphProto, taken: set[str]) -> bool:
+def _same_graph(ours: onnx.GraphProto, theirs: onnx.GraphProto, taken: set[str], consts: dict) -> bool:
     """Node for node the same; the same initializers, those not `taken` from the model (whose
     copies are the model's own by construction) compared bit for bit."""
     if len(ours.node) != len(theirs.node) or len(ours.initializer) != len(theirs.initializer):
@@ -54,10 +54,12 @@ def _same_graph(ours: onnx.GraphProto, theirs: onnx.GraphProto, taken: set[str])
         return False
     if [o.SerializeToString() for o in ours.output] != [o.SerializeToString() for o in theirs.output]:
         return False
-    theirs_init = {t.name: t for t in theirs.initializer}
-    return all(t.name in theirs_init and _same_tensor(t, theirs_init[t.name]) for t in ours.initializer)
+    names = {t.name for t in theirs.initializer}
+    return all(
+        t.name in names and (t.name in taken or _same_array(numpy_helper.to_array(t), consts.get(t.name)))
+        for t in ours.initializer
+    )
 
 
-def _same_tensor(a: onnx.TensorProto, b: onnx.TensorProto) -> bool:
-    x, y = numpy_helper.to_array(a), numpy_helper.to_array(b)
-    return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+def _same_array(x: np.ndarray, y: np.ndarray | None) -> bool:
+    return y is not None and x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()

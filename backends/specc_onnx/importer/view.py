@@ -100,7 +100,9 @@ def load_model(source: str | Path | bytes | onnx.ModelProto, label: str = "") ->
 
 
 def checked_view(model: onnx.ModelProto, label: str) -> ModelView:
-    """Check the model, infer its shapes and build the view; one-line refusals."""
+    """Check the model, infer its shapes and build the view; one-line refusals. The weights
+    are then held twice (the proto and the view's arrays) until the caller drops the proto:
+    protobuf's arena frees a message's memory only with the whole message."""
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
         raise UserError(f"{label}: opset {opset} — specc imports opset {MIN_OPSET} or newer (re-export it)")
@@ -237,7 +239,7 @@ def _dims(value_info) -> tuple:
 
 def _view(model: onnx.ModelProto, label: str, initializers) -> ModelView:
     graph = model.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in initializers}
+    consts = {t.name: numpy_helper.to_array(t) for t in initializers}  # one copy of the weights
     inputs = [i for i in graph.input if i.name not in consts]
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs) or "none"
