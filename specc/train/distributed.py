@@ -6,7 +6,11 @@
 Several machines: start the same command on every node with torchrun's rendezvous, e.g.
 
     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d \\
-             --rdzv-endpoint HOST0:29400 --rdzv-id RUN42 -m specc train ...
+             --rdzv-endpoint HOST0:29400 --rdzv-id RUN42 --max-restarts 0 -m specc train ...
+
+(a new --rdzv-id for every start, a resume included; specc recovers with --resume, not with
+torchrun's restarts, which rerun the first command in a folder that now holds a run). The result equals one machine with as
+many processes (tests/train/test_multinode.py: two agents on loopback vs --nproc 2).
 
 The run directory must be on a filesystem every node sees (rank 0 writes it; every rank
 reads the checkpoint on `--resume`). NCCL on GPUs, gloo on CPUs. Every rank draws the same
