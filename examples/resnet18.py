@@ -4,7 +4,9 @@
     specc import --torch examples/resnet18.py:resnet18 --input 3x224x224
 
 `resnet18()` returns the network with random weights (seeded); load a checkpoint into it with
-`model.load_state_dict(torch.load(...))` to import trained weights."""
+`model.load_state_dict(torch.load(...))` to import trained weights. `stem_stride=1` (`--arg
+stem_stride=1`) leaves the downsampling of the stem to its max-pool alone, which is what
+`specc transform --replace-pooling strided` (Strided-CNN) needs to move it into the conv."""
 
 from __future__ import annotations
 
@@ -34,12 +36,12 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    def __init__(self, num_classes: int = 1000, width: int = 64):
+    def __init__(self, num_classes: int = 1000, width: int = 64, stem_stride: int = 2):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)  # (N, 64, 112, 112) at 224
+        self.conv1 = nn.Conv2d(3, width, 7, stem_stride, 3, bias=False)  # (N, 64, 112, 112) at 224
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)  # (N, 64, 56, 56)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)  # (N, 64, 56, 56); 112x112 with stem_stride=1
         widths = [width, width * 2, width * 4, width * 8]
         self.layer1 = nn.Sequential(BasicBlock(width, widths[0]), BasicBlock(widths[0], widths[0]))
         self.layer2 = nn.Sequential(BasicBlock(widths[0], widths[1], 2), BasicBlock(widths[1], widths[1]))
@@ -55,7 +57,7 @@ class ResNet18(nn.Module):
         return self.fc(x)
 
 
-def resnet18(num_classes: int = 1000, width: int = 64) -> ResNet18:
-    """A ResNet-18 with seeded random weights, in eval mode."""
+def resnet18(num_classes: int = 1000, width: int = 64, stem_stride: int = 2) -> ResNet18:
+    """A ResNet-18 with seeded random weights, in eval mode (torchvision's with the defaults)."""
     torch.manual_seed(0)
-    return ResNet18(num_classes, width).eval()
+    return ResNet18(num_classes, width, stem_stride).eval()

@@ -70,7 +70,10 @@ def test_cli_refusal_writes_nothing(tmp_path, capsys):
         [image_input("y")],
     )
     assert main(["import", str(path), "-o", str(tmp_path / "m.yaml")]) == 2
-    assert capsys.readouterr().err == f"error: {path}: node mix (Einsum) at #1 of 1, after the input: specc has no layer for this op\n"
+    assert (
+        capsys.readouterr().err
+        == f"error: {path}: node mix (Einsum) at #1 of 1, after the input: specc has no layer for this op\n"
+    )
     assert not (tmp_path / "m.yaml").exists() and not (tmp_path / "m.pt").exists()
 
 
@@ -146,3 +149,32 @@ def test_cli_factors_defaults_and_repeats_that_load_back_the_same(tmp_path, caps
     loaded = specc.load(str(spec))
     assert [n.name for n in loaded.nodes] == ["conv_0", "conv_2", "conv_4", "conv_6", "conv_8", "flatten_10", "fc_11"]
     assert all(n.op.kernel == 3 and n.op.activation == "relu" for n in loaded.nodes[:5])  # type: ignore[attr-defined]
+
+
+ARGS_MODULE = """
+import torch
+from torch import nn
+
+def make_model(classes=3, width=4):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, width, 3), nn.Flatten(), nn.Linear(width * 4 * 4, classes))
+"""
+
+
+def test_cli_torch_args_reach_the_callable_and_are_refused_in_one_line(tmp_path, capsys):
+    (tmp_path / "nets.py").write_text(ARGS_MODULE)
+    ref = f"{tmp_path / 'nets.py'}:make_model"
+    spec = tmp_path / "n.yaml"
+    argv = ["import", "--torch", ref, "--input", "1x6x6", "-o", str(spec), "--arg", "classes=7", "--arg", "width=2"]
+    assert main(argv) == 0
+    graph = specc.load(str(spec))
+    assert graph.classes == 7 and graph.nodes[0].op.filters == 2  # type: ignore[attr-defined]
+    capsys.readouterr()
+    assert main(["import", "--torch", ref, "-o", str(tmp_path / "m.yaml"), "--arg", "depth=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --torch {ref}: calling make_model(depth=3) fails: TypeError: ")
+    assert main(["import", "--torch", ref, "-o", str(tmp_path / "m.yaml"), "--arg", "classes"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --arg classes: expected KEY=VALUE with a Python name as KEY, e.g. --arg num_classes=10\n"
+    )
+    assert not (tmp_path / "m.yaml").exists()

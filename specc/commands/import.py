@@ -62,6 +62,13 @@ specc import --torch torchvision.models:alexnet --input 3x224x224 --force
         metavar="CxHxW",
         help=f"the example input of --torch, per sample (default {DEFAULT_INPUT})",
     )
+    p.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword argument of the --torch callable, the value read as YAML (repeatable): --arg num_classes=10",
+    )
     p.add_argument("-o", "--out", metavar="SPEC.yaml", help="the spec to write (default: <name>.yaml)")
     p.add_argument("--weights-out", metavar="CKPT", help="the checkpoint to write (default: the spec's path, .pt)")
     p.add_argument("--name", help="the network's name (default: the ONNX graph's, the file's or the module's)")
@@ -78,10 +85,15 @@ specc import --torch torchvision.models:alexnet --input 3x224x224 --force
 def run(args) -> int:
     if args.input is not None and not args.torch:
         raise UserError("--input: only with --torch (an ONNX model records its input shape)")
+    if args.arg and not args.torch:
+        raise UserError("--arg: only with --torch (the arguments of its callable)")
     if args.name is not None and not args.name.isidentifier():
         raise UserError(f"--name {args.name}: expected letters, digits and _ (not starting with a digit)")
     if args.torch:
-        result, origin, keys = _from_torch(args.torch, args.input or DEFAULT_INPUT, args.name, args.allow_partial)
+        kwargs = _parse_args(args.arg)
+        result, origin, keys = _from_torch(
+            args.torch, args.input or DEFAULT_INPUT, args.name, args.allow_partial, kwargs
+        )
     else:
         (result, origin), keys = _from_onnx(Path(args.model), args.name, args.allow_partial), None
     graph, weights = result.graph, result.weights
@@ -127,7 +139,7 @@ def _default_name(path: Path) -> str | None:
     return path.stem if graph_name in _GENERIC_NAMES else None
 
 
-def _from_torch(ref: str, input_text: str, name: str | None, allow_partial: bool):
+def _from_torch(ref: str, input_text: str, name: str | None, allow_partial: bool, kwargs: dict):
     try:
         import torch
 
@@ -136,7 +148,7 @@ def _from_torch(ref: str, input_text: str, name: str | None, allow_partial: bool
     except ImportError as exc:
         raise UserError(f"--torch needs PyTorch and onnx ({exc}) — pip install 'specc[torch]'") from None
     shape = _parse_input(input_text)
-    model = load_module(ref)
+    model = load_module(ref, kwargs)
     generator = torch.Generator().manual_seed(0)
     example = torch.randn((1, *shape), generator=generator)
     try:
@@ -177,6 +189,22 @@ def _map_text(keys: dict[str, str], origin: str, spec_path: Path) -> str:
     return head + yaml.safe_dump(body, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
+def _parse_args(items: list[str]) -> dict:
+    """--arg KEY=VALUE ... as keyword arguments, each value read as YAML (10, 0.5, true, [1, 2], text)."""
+    import yaml
+
+    kwargs = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UserError(f"--arg {item}: expected KEY=VALUE with a Python name as KEY, e.g. --arg num_classes=10")
+        try:
+            kwargs[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise UserError(f"--arg {item}: the value is not valid YAML") from None
+    return kwargs
+
+
 def _parse_input(text: str) -> tuple[int, int, int]:
     parts = text.lower().split("x")
     if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
@@ -185,10 +213,10 @@ def _parse_input(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
-def load_module(ref: str):
+def load_module(ref: str, kwargs: dict | None = None):
     """The torch.nn.Module that `ref` (`path/to/file.py:name` or `package.module:name`) names:
-    a module instance, or a class or function called with no arguments. Any error in the
-    user's code is one line naming the module."""
+    a module instance, or a class or function called with `kwargs` (--arg; none by default).
+    Any error in the user's code is one line naming the module."""
     from torch import nn
 
     where, sep, attr = ref.rpartition(":")
@@ -198,13 +226,16 @@ def load_module(ref: str):
     if not hasattr(module, attr):
         raise UserError(f"--torch {ref}: {where} has no '{attr}'")
     obj = getattr(module, attr)
+    if isinstance(obj, nn.Module) and kwargs:
+        raise UserError(f"--arg: --torch {ref} is a module instance, which takes no arguments")
     if not isinstance(obj, nn.Module):
         if not callable(obj):
             raise UserError(f"--torch {ref}: '{attr}' is neither a module nor callable")
+        call = f"{attr}({', '.join(f'{k}={v!r}' for k, v in (kwargs or {}).items())})"
         try:
-            obj = obj()
+            obj = obj(**(kwargs or {}))
         except Exception as exc:  # noqa: BLE001 - the user's code: one line naming it
-            raise UserError(f"--torch {ref}: calling {attr}() fails: {_one_line(exc)}") from None
+            raise UserError(f"--torch {ref}: calling {call} fails: {_one_line(exc)}") from None
     if not isinstance(obj, nn.Module):
         raise UserError(f"--torch {ref}: {attr}() returns {type(obj).__name__}, expected a torch.nn.Module")
     return obj
@@ -293,12 +324,16 @@ def _checkpoint(graph: Graph, weights: dict, spec_text: str) -> dict:
 def _summary(graph: Graph, weights: dict, origin: str) -> str:
     counts = Counter(node.type for node in graph.nodes)
     kinds = ", ".join(f"{kind} {n}" for kind, n in counts.most_common())
-    params = sum(int(a.size) for a in weights.values())
+    from specc.api import check
+
+    params = check(graph).report.total_params  # what `specc summary` counts: the source's parameters
+    buffers = sum(int(a.size) for a in weights.values()) - params  # batch norm's running statistics
     c, h, w = graph.input_shape
     out = infer(graph).shapes[graph.output.name]
     classes = f", {graph.classes} classes" if graph.classes is not None else ""
+    stats = f" (+{buffers:,} running statistics)" if buffers else ""
     return (
         f"imported {origin}\n"
         f"  {graph.name}: input {c}x{h}x{w} -> {'x'.join(map(str, out))}{classes};"
-        f" {len(graph.nodes)} layers ({kinds}); {params:,} weights"
+        f" {len(graph.nodes)} layers ({kinds}); {params:,} parameters{stats}"
     )
