@@ -65,10 +65,11 @@ def run(args) -> int:
 
     from specc.preprocessing import Preprocessing
     from specc.train.config import TrainConfig
-    from specc.train.data import fit_preprocessing, torch_preprocess
+    from specc.train.data import ArrayDataset, fit_preprocessing, torch_preprocess
+    from specc.train.data.streamloader import StreamSplit
     from specc.train.distributed import World
     from specc.train.evaluate import evaluate
-    from specc.train.inputs import check_fits, dataset_name, load_split
+    from specc.train.inputs import check_fits, dataset_name, default_workers, load_split
     from specc.train.setup import pick_device
     from specc_torch import build
     from specc_torch.weights import load_weights
@@ -85,7 +86,9 @@ def run(args) -> int:
         update={k: v for k, v in (("dataset", args.data), ("data_dir", args.data_dir)) if v is not None}
     )
     check_fits(graph, cfg)
-    data = load_split(graph, cfg, args.split)  # train and val: the run's own division
+    # train and val: the run's own division; a streamed run's split is streamed again
+    mode = "stream" if saved.get("data_mode") == "stream" else "memory"
+    data = load_split(graph, cfg, args.split, mode)
     recorded = (saved.get("data") or {}).get(args.split)
     if recorded and recorded != data.fingerprint():
         print(
@@ -96,16 +99,22 @@ def run(args) -> int:
     if saved.get("preprocessing") is not None:
         preprocessing = Preprocessing.from_dict(saved["preprocessing"])
     else:  # a plain state_dict records none: fit the recipe's on the training part, as training did
-        preprocessing = fit_preprocessing(cfg.preprocessing, load_split(graph, cfg, "train").images)
+        train = load_split(graph, cfg, "train")
+        assert isinstance(train, ArrayDataset)  # mode "memory"
+        preprocessing = fit_preprocessing(cfg.preprocessing, train.images)
     device = pick_device(args.device, World())
     model = build(graph, output="logits")
     model.load_state_dict(state)
     if args.ema:
         _load_ema(model, args.weights, saved)
     model.to(device)
+    if isinstance(data, ArrayDataset):
+        images = torch.from_numpy(data.images).to(device)
+    else:  # decoded by worker processes, batch by batch
+        images = StreamSplit(data, device, default_workers())
     result = evaluate(
         model,
-        torch.from_numpy(data.images).to(device),
+        images,
         torch.from_numpy(data.labels).to(device),
         torch_preprocess(preprocessing, device),
         classes=classes,

@@ -190,16 +190,24 @@ def _bytes(count: int) -> str:
     return f"{count} B"
 
 
-def load_split(graph: Graph, cfg: TrainConfig, split: str) -> ArrayDataset:
+def load_split(graph: Graph, cfg: TrainConfig, split: str, mode: str = "memory") -> Split:
     """One split as the run with recipe `cfg` saw it: `train` without the held-out part,
-    `val` the held-out part (the same images: `val_split` and `seed` decide them), `test`."""
+    `val` the held-out part (the same images: `val_split` and `seed` decide them), `test`.
+    `mode` "stream" lists it (a `StreamDataset`, as a streamed run read it) instead of
+    decoding it into memory."""
     check_fits(graph, cfg)
     name, size, options = dataset_name(cfg), graph.input_shape[1:], dataset_options(graph, cfg)
+
+    def read(part: str) -> Split:
+        if mode == "stream":
+            return open_stream(name, cfg.data_dir, part, size)
+        return load_dataset(name, cfg.data_dir, part, image_size=size, **options)
+
     if split == "test":
-        return load_dataset(name, cfg.data_dir, "test", image_size=size, **options)
+        return read("test")
     if split == "val" and cfg.val_split == 0:
         raise UserError("split 'val': the run held out no validation set (val_split 0) — use the test or train split")
-    train = load_dataset(name, cfg.data_dir, "train", image_size=size, **options)
+    train = read("train")
     if cfg.val_split == 0:
         return train
     train, val = split_validation(train, cfg.val_split, cfg.seed)

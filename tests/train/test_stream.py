@@ -5,6 +5,7 @@ stopped mid-epoch resumes to them bit for bit (CPU, one thread)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -104,8 +105,13 @@ def test_a_streamed_run_stopped_mid_epoch_resumes_to_the_in_memory_runs_weights(
     assert same_weights(a["model"], b["model"])
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
     assert [r["test_acc"] for r in a["history"]] == [r["test_acc"] for r in b["history"]]
-    # The run keeps its data mode.
+    # `specc eval` streams a streamed run's split again: the run's own figures, no "other images" note.
     capsys.readouterr()
+    assert run_cli("eval", "--weights", str(streamed / "last.pt"), "--json") == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert (report["images"], report["accuracy"]) == (32, b["history"][-1]["test_acc"]) and captured.err == ""
+    # The run keeps its data mode.
     assert run_cli("train", "--resume", str(streamed), "--epochs", "3", "--data-mode", "memory") == 2
     assert capsys.readouterr().err.strip() == (
         f"error: --data-mode memory: {streamed}/last.pt was trained with --data-mode stream; a run keeps its mode"
