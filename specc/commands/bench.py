@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -114,6 +115,12 @@ def _spec_setups(args, threads: int, providers: list[str]):
     from specc.commands.bench_run import ort_setup, torch_setups
     from specc.commands.common import spec_source
 
+    if "torch" not in sys.modules:
+        # torch's OpenMP threads then sleep between ops, as onnxruntime's do in specc (no
+        # spinning): on a busy machine a spinning thread steals the time slice of the one it
+        # waits for, and torch would be timed at its worst (docs/deploy.md). Set
+        # OMP_WAIT_POLICY yourself to time torch otherwise.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
 
