@@ -253,6 +253,7 @@ def _plot(report: dict, out: str) -> None:
         ax.barh([r["contender"] for r in rows], values, color="#4c72b0")
         for y, (v, r) in enumerate(zip(values, rows)):
             ax.text(v, y, f" {r['results'][i]['speedup']:.2f}x", va="center", fontsize=8)
+        ax.set_xlim(0, 1.2 * max(values))  # room for the ratio labels
         ax.set_title(f"batch {b}")
         ax.set_xlabel("images/s")
         ax.invert_yaxis()

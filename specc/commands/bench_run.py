@@ -143,7 +143,10 @@ def prepare(setups: dict[str, Callable[[], Run] | str], first: np.ndarray, int8:
         diff = float(np.abs(out - reference).max())
         if c.name in int8:
             agree = float((out.argmax(axis=1) == reference.argmax(axis=1)).mean())
-            c.note = f"top-1 agreement {agree:.1%} with {contenders[0].name} on {len(first)} random inputs"
+            c.note = (
+                f"top-1 agreement {agree:.1%} with {contenders[0].name} on {len(first)} random inputs"
+                " (not images: `specc quantize` judges agreement on the test set)"
+            )
         elif diff > FP32_ATOL * max(1.0, float(np.abs(reference).max())):
             c.run, c.note = None, f"dropped: its output differs from {contenders[0].name}'s by {diff:.2e}"
     return contenders
