@@ -70,7 +70,12 @@ def import_model(
         graph = graph.replace(name=name) if name else graph
         return Imported(graph, weights, ("restored from the spec the model carries (specc.spec, verified)",), True)
     graph, weights, notes, sources = import_view(view, label, name, allow_partial=allow_partial)
-    return Imported(graph, weights, (*notes, *_folded_notes(model)), sources=sources)
+    notes = (*notes, *_folded_notes(model))
+    del model, view  # the parsed model (the weights' first copy) and the view's read-only arrays
+    for key in list(weights):  # writable arrays, made one by one as each read-only one is let go
+        if not weights[key].flags.writeable:
+            weights[key] = np.array(weights[key])
+    return Imported(graph, weights, notes, sources=sources)
 
 
 def _folded_notes(model: onnx.ModelProto) -> tuple[str, ...]:

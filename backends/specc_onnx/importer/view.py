@@ -239,7 +239,7 @@ def _dims(value_info) -> tuple:
 
 def _view(model: onnx.ModelProto, label: str, initializers) -> ModelView:
     graph = model.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in initializers}  # one copy of the weights
+    consts = {t.name: numpy_helper.to_array(t) for t in initializers}  # read-only views of one copy
     inputs = [i for i in graph.input if i.name not in consts]
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs) or "none"
