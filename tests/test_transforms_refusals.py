@@ -52,7 +52,8 @@ def test_every_strided_refusal_is_located_and_explained(write_spec):
     assert messages(info.value) == [
         f"{path}:7:5: layers[0] (pool1): {t}: cannot rewrite pool1: its input is the network input, not a conv{HINT}",
         f"{path}:10:5: layers[3] (pool2): {t}: cannot rewrite pool2: its input drop1 is a dropout, not a conv{HINT}",
-        f"{path}:12:5: layers[5] (pool3): {t}: cannot rewrite pool3: its input conv2 already has stride 2{HINT}",
+        f"{path}:12:5: layers[5] (pool3): {t}: cannot rewrite pool3: its input conv2 already has stride 2, and stride 4"
+        f" would exceed its 3x3 window (input rows and columns skipped){HINT}",
         f"{path}:14:5: layers[7] (pool4): {t}: cannot rewrite pool4: its input branch also feeds other,"
         f" which would see the stride too{HINT}",
         f"{path}:17:5: layers[10] (avgpool1): {t}: avgpool1 is an avg_pool, and --pool-types is max"
@@ -67,7 +68,8 @@ def test_skip_unsupported_leaves_pools_and_reports_them(write_spec):
     assert [d.severity for d in result.notes] == ["warning"] * 5
     assert result.notes[2].format() == (
         f"{path}:12:5: warning: layers[5] (pool3): transform replace_pooling=strided:"
-        " left in place: cannot rewrite pool3: its input conv2 already has stride 2"
+        " left in place: cannot rewrite pool3: its input conv2 already has stride 2, and stride 4"
+        " would exceed its 3x3 window (input rows and columns skipped)"
     )
 
 
@@ -205,3 +207,25 @@ def test_make_reads_the_table():
     assert make("replace_pooling", "convpool").label() == "replace_pooling=convpool"
     assert make("width_mult", "0.5", {"round_to": "8"}).label() == "width_mult=0.5, round=8"
     assert make("input", "1x28x28").shape == (1, 28, 28)
+
+
+STEM = """
+name: stem
+input: {channels: 3, size: 32}
+classes: 10
+layers:
+  - {name: conv1, type: conv, filters: 8, kernel: 7, stride: 2, padding: 3, activation: relu}
+  - {name: maxpool, type: max_pool, kernel: 3, stride: 2, padding: 1}
+  - {name: head, type: conv, filters: 10, kernel: 1}
+  - {type: global_avg_pool}
+"""
+
+
+def test_strided_rule_composes_a_strided_stem_with_its_pool(write_spec):
+    # ResNet's stem: a 7x7/2 conv and a 3x3/2 max-pool -> one 7x7/4 conv, same output size
+    # (PyTorch: floor((32 + 6 - 7)/2) + 1 = 16, pool floor((16 + 2 - 3)/2) + 1 = 8;
+    # 7x7/4: floor((32 + 6 - 7)/4) + 1 = 8).
+    result = specc.transform(write_spec(STEM), replace_pooling="strided")
+    assert [n.name for n in result.graph.nodes][:2] == ["conv1", "head"]
+    assert result.graph.node("conv1").op.stride_hw() == (4, 4)
+    assert result.report.shapes["conv1"] == (8, 8, 8)

@@ -115,16 +115,24 @@ class ReplacePooling(Transform):
             return why
         assert isinstance(conv.op, Conv), "_feeding_conv returns a conv layer"
         pool_op = _pool_op(pool)
-        if conv.op.stride_hw() != (1, 1):
-            return f"its input {conv.name} already has stride {_stride(conv.op.stride_hw())}"
-        strided = conv.with_params(stride=pool_op.stride_hw())
+        # The strides compose (a stride-2 stem conv before a stride-2 pool becomes stride 4),
+        # as long as the windows still cover the input: a stride beyond the conv's (dilated)
+        # extent would skip rows and columns the pool saw.
+        before = conv.op.stride_hw()
+        stride = (before[0] * pool_op.stride_hw()[0], before[1] * pool_op.stride_hw()[1])
+        extent = tuple(d * (k - 1) + 1 for d, k in zip(conv.op.dilation_hw(), conv.op.kernel_hw()))
+        if before != (1, 1) and (stride[0] > extent[0] or stride[1] > extent[1]):
+            return (
+                f"its input {conv.name} already has stride {_stride(before)}, and stride {_stride(stride)}"
+                f" would exceed its {dims(extent)} window (input rows and columns skipped)"
+            )
+        strided = conv.with_params(stride=stride)
         got = output_or_none(strided.op, shapes[conv.inputs[0]])
         want = shapes[pool.name]
         if got is None or got[1:] != want[1:]:
             size = dims(got[1:]) if got else "no valid output"
             return (
-                f"{conv.name} with stride {_stride(pool_op.stride_hw())} would give {size},"
-                f" but {pool.name} gives {dims(want[1:])}"
+                f"{conv.name} with stride {_stride(stride)} would give {size}, but {pool.name} gives {dims(want[1:])}"
             )
         work.put(strided)
         work.remove(pool.name)
