@@ -5,8 +5,8 @@
 
 `resnet18()` returns the network with random weights (seeded); load a checkpoint into it with
 `model.load_state_dict(torch.load(...))` to import trained weights. `stem_stride=1` (`--arg
-stem_stride=1`) leaves the downsampling of the stem to its max-pool alone, which is what
-`specc transform --replace-pooling strided` (Strided-CNN) needs to move it into the conv."""
+stem_stride=1`) leaves the downsampling of the stem to its max-pool alone (a variant to play
+with; `specc transform --replace-pooling strided` folds the max-pool into either stem)."""
 
 from __future__ import annotations
 
