@@ -25,7 +25,7 @@ from specc.errors import Diagnostic, SourcePos, SpecError, UserError
 from specc.ir import Graph
 from specc.outputs import require_classifier
 from specc.spec import load_graph_text
-from specc.train.config import flag_labels, flag_overrides, recipe_of
+from specc.train.config import flag_labels, flag_overrides, prepare_process_env, recipe_of
 from specc.train.launch import note_run_dir
 from specc.train.rundir import check_new_run_dir, check_own_run_dir
 
@@ -37,6 +37,8 @@ specc train specs/allcnn_c.yaml --data cifar10 --data-dir DIR --set train.prepro
     --set train.augment.flip=true --set train.augment.translate=2
 specc train --resume runs/allcnn_c
 specc train specs/allcnn_c_fmnist.yaml --epochs 1 --limit-batches 5 --out /tmp/smoke   # a smoke test
+specc train specs/allcnn_c_fmnist.yaml --ema 0.999 --val-split 0.1 --early-stopping val_loss --save-top-k 3 \
+    --checkpoint-every 200 --log-every 50
 specc train specs/allcnn_c.yaml --data cifar10 --data-dir DIR --nproc 2
 torchrun --nproc-per-node 4 -m specc train specs/allcnn_c.yaml --data cifar10 --data-dir DIR --device cuda
 """
@@ -85,6 +87,7 @@ def register(sub) -> None:
 
 
 def run_command(args) -> int:
+    prepare_process_env()  # before torch is imported, here and in the processes of --nproc
     if args.nproc is not None and "LOCAL_RANK" not in os.environ:
         if args.spec == "-" or (args.spec is None and not args.resume):
             raise UserError("--nproc needs a spec file (the processes cannot share stdin)")

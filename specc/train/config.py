@@ -5,6 +5,8 @@ edit it. Imports neither torch nor numpy."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import MutableMapping
 from typing import Any
 
 from specc.train_schema import (
@@ -19,14 +21,34 @@ from specc.train_schema import (
 __all__ = [
     "DATASET_NAMES",
     "FLAG_KEYS",
+    "PROCESS_ENV",
     "AugmentSettings",
     "Dataset",
     "TrainConfig",
     "check_train",
     "flag_labels",
     "flag_overrides",
+    "prepare_process_env",
     "recipe_of",
 ]
+
+
+# -- the training process's environment ------------------------------------------------------
+# Read by the OpenMP runtime when torch is first imported, so `specc train` sets them before
+# that (each only where the user has not). OMP_WAIT_POLICY=PASSIVE: torch's intra-op threads
+# sleep between parallel regions instead of spinning. On a machine that runs anything else a
+# spinning thread burns the time slice of the thread it waits for: measured on 2 shared cores
+# (load ~10), ALL-CNN-C batch 128, 2 threads, interleaved: 5.97 s per step spinning, 3.36 s
+# passive (benchmarks/bench_train.py, `specc-spin` vs `specc`); on idle cores waking a thread
+# costs microseconds per op. It changes no result: same threads, same split of the work.
+PROCESS_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def prepare_process_env(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
+    """Put PROCESS_ENV into `environ` where unset (before torch is imported); what it set."""
+    added = {key: value for key, value in PROCESS_ENV.items() if key not in environ}
+    environ.update(added)
+    return added
 
 
 # -- command-line flags --------------------------------------------------------------------

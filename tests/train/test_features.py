@@ -153,3 +153,20 @@ def test_top5_is_recorded_with_ten_classes_only(tmp_path, capsys):
         run_cli("train", write(tmp_path, TINY, "four.yaml"), "--out", str(tmp_path / "four"), "--max-steps", "2") == 0
     )
     assert "correct5" not in load(tmp_path / "four" / "last.pt")["partial"]
+
+
+def test_specc_train_sets_the_openmp_wait_policy_before_torch_is_imported():
+    """OMP_WAIT_POLICY is read when torch loads its OpenMP runtime: `specc train` sets it
+    first (unless the user did), and nothing it imports before that imports torch."""
+    import subprocess
+    import sys
+
+    from specc.train.config import prepare_process_env
+
+    environ = {"PATH": "/bin"}
+    assert prepare_process_env(environ) == {"OMP_WAIT_POLICY": "PASSIVE"} and environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    mine = {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert prepare_process_env(mine) == {} and mine == {"OMP_WAIT_POLICY": "ACTIVE"}
+    code = "import sys, specc.cli, specc.commands.train, specc.train.config; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
