@@ -82,11 +82,10 @@ def run(args) -> int:
     providers = resolve_providers(args.provider)
     paths = collect_images(args.images)
     session = make_session(args.model, providers=providers)
-    _warn_random_weights(meta, args.model)
     if explain:
         from specc.commands.predict_explain import explain_images
 
-        return explain_images(session, meta, paths, args)
+        return explain_images(session, meta, paths, args, warn=lambda: warn_random_weights(meta, args.model))
     fixed = fixed_batch(session, args.model)
     scores_name = session.get_outputs()[-1].name  # the class scores come last (`classes:` applies to it)
     results = []
@@ -94,6 +93,8 @@ def run(args) -> int:
     try:
         for chunk in batches(paths, args.batch):
             scores = run_batch(session, scores_name, model_input(session, meta, chunk), fixed)
+            if not results:  # after the first batch ran: a bad image further on is then the only line
+                warn_random_weights(meta, args.model)
             probs = scores if meta.output == "probs" else softmax(scores)
             rows = [_top(path, row, meta, args.top_k) for path, row in zip(chunk, probs)]
             results += rows
@@ -117,7 +118,7 @@ def _top(path: str, row: np.ndarray, meta, k: int) -> dict:
     return {"image": path, "top": [{"label": meta.label(int(i)), "index": int(i), "prob": float(row[i])} for i in top]}
 
 
-def _warn_random_weights(meta, model: str) -> None:
+def warn_random_weights(meta, model: str) -> None:
     """`specc compile` without --weights records `specc.weights: seed N`: say so, predictions are noise."""
     weights = meta.extra.get("weights", "")
     if weights.startswith("seed "):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,9 @@ from specc.fileio import write_files
 MASK = "unit_mask"
 
 
-def explain_images(session, meta, paths: list[str], args) -> int:
-    """Write the map of every image in `paths`; a line per image (or JSON) on stdout."""
+def explain_images(session, meta, paths: list[str], args, warn: Callable[[], None]) -> int:
+    """Write the map of every image in `paths`; a line per image (or JSON) on stdout;
+    `warn()` once the first batch has run (the random-weights warning)."""
     info = json.loads(meta.extra["explain"])
     method, layer = info.get("method", "map"), info.get("layer", "layer")
     out = Path(args.out)
@@ -45,6 +47,8 @@ def explain_images(session, meta, paths: list[str], args) -> int:
     try:
         for chunk in batches(paths, fixed or args.batch):
             maps, units = _maps(session, model_input(session, meta, chunk), fixed)
+            if not results:
+                warn()
             files: dict[Path, bytes] = {}
             for path, m, unit in zip(chunk, maps, units):
                 files[out / f"{names[path]}.npy"] = _npy(m)
