@@ -135,3 +135,21 @@ def test_fp16_refusals_are_one_line(tmp_path, capsys):
     with pytest.raises(specc.errors.UserError, match=r"weight 'conv1.weight' holds 1e\+05, beyond fp16's largest"):
         to_fp16(emit(graph, weights))
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def _has_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _has_cuda(), reason="needs onnxruntime-gpu (pip install 'specc[gpu]') and a CUDA device")
+def test_fp16_on_cuda_matches_fp32_on_the_cpu(models):
+    """Where a GPU is: fp16 arithmetic for real, within the same tolerance."""
+    fp32, fp16, _ = models
+    x = np.random.default_rng(3).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    expected = run(fp32, x)
+    session = make_session(fp16, ["CUDAExecutionProvider", "CPUExecutionProvider"])  # refuses a silent CPU fallback
+    got = session.run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, expected, atol=RTOL * np.abs(expected).max())
