@@ -27,6 +27,16 @@ layers:
 FAST = ["--batch", "1,4", "--rounds", "2", "--seconds", "0.005", "--threads", "1", "--no-compile"]
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """bench sets torch's thread count for the process: give the next tests theirs back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench")
