@@ -24,9 +24,9 @@ def test_two_process_gloo_run_and_resume(tmp_path):
     assert first.stdout.count("specc train: tiny") == 1 and first.stdout.count("epoch 1/1") == 1
     assert "1 thread x 2 processes" in first.stdout
     assert "2 processes ended with identical weights" in first.stdout
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir() if p.name != "tensorboard") == [
         "best.pt", "config.yaml", "curves.png", "last.pt", "metrics.csv", "metrics.jsonl",
-    ]  # fmt: skip
+    ]  # fmt: skip (tensorboard/: where tensorboard is installed)
     saved = load(out / "last.pt")
     assert saved["world_size"] == 2 and len(saved["rng"]["torch"]) == 2
     assert not torch_equal(saved["rng"]["torch"][0], saved["rng"]["torch"][1])  # dropout differs per rank
