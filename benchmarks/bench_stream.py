@@ -81,9 +81,9 @@ def memory_pass(root: str, workers: int, batch: int) -> dict:
     """Run in a child process: a streamed pass as training does it; peak RSS in bytes."""
     import torch
 
-    from specc.train.data import AugmentConfig, torch_preprocess
-    from specc.train.data.stream import open_stream
-    from specc.train.data.streamloader import StreamLoader, fit_streamed
+    from specc.training.data import AugmentConfig, torch_preprocess
+    from specc.training.data.stream import open_stream
+    from specc.training.data.streamloader import StreamLoader, fit_streamed
 
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -118,10 +118,10 @@ def speed(root: Path, args) -> dict[str, list[float]]:
 
     import specc_torch
     from specc.api import load
-    from specc.train.data import AugmentConfig, torch_preprocess
-    from specc.train.data.stream import open_stream
-    from specc.train.data.streamloader import StreamLoader, fit_streamed
-    from specc.train.setup import keep_large_buffers
+    from specc.training.data import AugmentConfig, torch_preprocess
+    from specc.training.data.stream import open_stream
+    from specc.training.data.streamloader import StreamLoader, fit_streamed
+    from specc.training.setup import keep_large_buffers
 
     keep_large_buffers()  # as `specc train` does on the CPU
     dataset = open_stream("folder", str(root), "train", (SIZE, SIZE))

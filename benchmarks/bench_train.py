@@ -18,7 +18,7 @@ on, batch 128; every one starts from the same weights, specc's seeded initialisa
                     below, a copy), in a process whose OpenMP threads spin (below)
     specc-spin      specc's step in a process whose OpenMP threads spin between ops, as a
                     plain PyTorch process's do: `specc-spin` vs `specc` is the wait policy
-                    (`specc.train.config.PROCESS_ENV`), `specc-before` vs `specc-spin` the step
+                    (`specc.training.config.PROCESS_ENV`), `specc-before` vs `specc-spin` the step
     specc-fixed     specc's step on one fixed pre-made batch: `specc` vs `specc-fixed` is the
                     data pipeline's cost
     specc-features  specc's step with --ema 0.999 --clip-grad-norm 5 --label-smoothing 0.1
@@ -26,7 +26,7 @@ on, batch 128; every one starts from the same weights, specc's seeded initialisa
 
 Each configuration lives in its own worker process, set up as its program would be: the
 hand-written ones are plain PyTorch processes, the specc workers go through `specc train`'s
-own process setup (`specc.train.setup.configure`). Only one worker runs at a time; rounds
+own process setup (`specc.training.setup.configure`). Only one worker runs at a time; rounds
 are interleaved (every configuration `--steps` steps per round) so that a change of load on
 a shared machine hits all of them alike. Three figures per configuration: the median step,
 the fastest step (the least disturbed: other work only ever slows a step down) and the
@@ -56,10 +56,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "backends"), str(ROOT / "benchmarks")]
 from handwritten import handwritten_allcnn_c, same_weights  # noqa: E402
 
 from specc.api import load  # noqa: E402
-from specc.train.config import PROCESS_ENV, TrainConfig  # noqa: E402
-from specc.train.distributed import World  # noqa: E402
-from specc.train.loop import RunOptions, Trainer  # noqa: E402
-from specc.train.setup import configure  # noqa: E402
+from specc.training.config import PROCESS_ENV, TrainConfig  # noqa: E402
+from specc.training.distributed import World  # noqa: E402
+from specc.training.loop import RunOptions, Trainer  # noqa: E402
+from specc.training.setup import configure  # noqa: E402
 
 BATCH = 128
 LABELS = {

@@ -40,10 +40,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "backends"), str(ROOT / "benchmarks")]
 from handwritten import handwritten_allcnn_c, same_weights  # noqa: E402
 
 from specc.api import load  # noqa: E402
-from specc.train.config import TrainConfig  # noqa: E402
-from specc.train.distributed import World  # noqa: E402
-from specc.train.loop import RunOptions, Trainer  # noqa: E402
-from specc.train.setup import configure  # noqa: E402
+from specc.training.config import TrainConfig  # noqa: E402
+from specc.training.distributed import World  # noqa: E402
+from specc.training.loop import RunOptions, Trainer  # noqa: E402
+from specc.training.setup import configure  # noqa: E402
 
 CONFIGS = ("hand-fp32", "hand-bf16-cl", "specc-fp32", "specc-bf16-cl", "specc-bf16-compile")
 

@@ -22,10 +22,6 @@ Errors a user can cause raise `SpecError` (located diagnostics) or `UserError` (
 
 from __future__ import annotations
 
-# The package specc.train (training) is imported before the function `train` is bound: the
-# first import of a submodule sets it as an attribute of its package, so importing it later
-# (a run, `specc train`) would replace `specc.train` the function with the module.
-import specc.train  # noqa: F401  (an empty __init__: nothing heavy)
 from specc.api import (
     CheckResult,
     Predictions,

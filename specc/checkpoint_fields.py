@@ -5,8 +5,8 @@
 or hand-edited file ("model" a list, "epoch" a string, an optimizer state of garbage) is
 refused in one line naming the file and the field, instead of failing later deep inside
 torch. Fields a file lacks are not checked here: what a reader needs, it asks for itself
-(`specc.train.checkpoint.RESUME_KEYS`). The meaning of each field is documented where a run
-writes it, in `specc/train/checkpoint.py`. torch is imported inside the functions only.
+(`specc.training.checkpoint.RESUME_KEYS`). The meaning of each field is documented where a run
+writes it, in `specc/training/checkpoint.py`. torch is imported inside the functions only.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A specc checkpoint is a dict saved with `torch.save`:
 
     {"format": CHECKPOINT_FORMAT, "model": state_dict, "spec": canonical YAML,
-     "spec_hash": ..., ...}     (what a run adds: specc/train/checkpoint.py)
+     "spec_hash": ..., ...}     (what a run adds: specc/training/checkpoint.py)
 
 and wherever specc reads weights, a plain state_dict is accepted too. Files are read with
 `weights_only=True`, so loading one never runs code; every refusal is one line naming the

@@ -2,7 +2,7 @@
 
 This is the consumer's half (what `specc predict`, `specc eval`, `specc visualize` and the
 ONNX metadata need): a fitted `Preprocessing`, its plain-data form (`to_dict`/`from_dict`),
-and `apply`. Fitting it on a training set is the trainer's (`specc.train.data.preprocess`).
+and `apply`. Fitting it on a training set is the trainer's (`specc.training.data.preprocess`).
 numpy is imported inside the functions that compute, so the core imports without it.
 
 Kinds:
@@ -58,7 +58,7 @@ CHUNK = 4096  # rows per chunk: bounds the float temporaries for 50k x 3072 inpu
 
 @dataclass(frozen=True, eq=False)
 class Preprocessing:
-    """A fitted preprocessing; made by `specc.train.data.preprocess.fit_preprocessing`
+    """A fitted preprocessing; made by `specc.training.data.preprocess.fit_preprocessing`
     or `from_dict`, used
     with `apply`."""
 

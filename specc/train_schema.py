@@ -1,6 +1,6 @@
 """The training recipe: the schema of the spec's `train:` section, validated like the rest of
 the spec. It lives in the core because the spec language owns it (`specc check` validates a
-recipe); `specc.train.config` re-exports it for the training code.
+recipe); `specc.training.config` re-exports it for the training code.
 
 Defaults are the All-CNN paper's CIFAR recipe (SGD, momentum 0.9, weight decay 0.001,
 ×0.1 at epochs 200/250/300, 350 epochs). Of the paper's learning rates {0.25, 0.1, 0.05, 0.01}
@@ -31,7 +31,7 @@ NonNegFloat = Annotated[float, Field(strict=True, ge=0)]
 Fraction = Annotated[float, Field(strict=True, ge=0, lt=1)]
 Flag = Annotated[bool, Field(strict=True)]
 
-# Kept literal (not imported from specc.train.data) so that this module stays numpy-free;
+# Kept literal (not imported from specc.training.data) so that this module stays numpy-free;
 # a test checks they agree with the data layer.
 DATASET_NAMES = ("cifar10", "cifar100", "fashion-mnist", "mnist", "folder", "npy", "synthetic")
 Dataset = Literal["cifar10", "cifar100", "fashion-mnist", "mnist", "folder", "npy", "synthetic"]

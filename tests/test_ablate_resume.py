@@ -10,7 +10,7 @@ import signal
 import yaml
 
 from specc.ablate import runner
-from specc.train import loop
+from specc.training import loop
 from tests.test_ablate import ablate, counting, markdown_table, mtimes, write
 
 THREE = ("--variants", "base,strided,all", "--lrs", "0.1", "--epochs", "2")

@@ -58,8 +58,8 @@ def test_import_is_light_and_lists_the_api():
 
 
 def test_train_stays_the_function_after_the_training_package_loads():
-    import specc.train.config
-    import specc.train.loop  # noqa: F401  (a first import of a submodule sets it on its package)
+    import specc.training.config
+    import specc.training.loop  # noqa: F401  (a first import of a submodule sets it on its package)
 
     assert callable(specc.train) and specc.train.__module__ == "specc.api.training"
 

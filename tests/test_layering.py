@@ -5,14 +5,14 @@ imported) and checked against these rules:
 
 - Layers, from the top:
     4 commands   specc/commands, specc/cli.py, specc/api.py, specc/__init__.py, specc/__main__.py
-    3 upper      specc/train, specc/ablate, backends/specc_viz, backends/specc_explain_onnx
+    3 upper      specc/training, specc/ablate, backends/specc_viz, backends/specc_explain_onnx
     2 backends   backends/specc_torch, backends/specc_onnx
     1 core       everything else under specc/
   A module may import its own layer and the layers below it, never one above. This holds
   for imports anywhere in a file — at module level, inside a function, under
   `if TYPE_CHECKING:` — because a lazy import is still a dependency: the core must never
   reach into training or a backend, and a backend never into the API, even on first use.
-  (So backends never import `specc.api`, `specc.commands`, `specc.train`, nor the package
+  (So backends never import `specc.api`, `specc.commands`, `specc.training`, nor the package
   `specc` itself: `import specc` / `from specc import load` mean specc/__init__, the API
   layer. `from specc import errors` names a core submodule and is fine.)
 - The ONNX emitters (`specc_onnx`, `specc_explain_onnx`) read the IR and numpy weights, never
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "onnx", "onnxruntime", "numpy", "PIL", "matplotlib")
 LAYER_NAMES = {1: "core", 2: "backends", 3: "train/ablate/viz", 4: "commands"}
 COMMANDS = ("specc", "specc.__main__", "specc.api", "specc.cli", "specc.commands")
-UPPER = ("specc.train", "specc.ablate", "specc_viz", "specc_explain_onnx")
+UPPER = ("specc.training", "specc.ablate", "specc_viz", "specc_explain_onnx")
 BACKENDS = ("specc_torch", "specc_onnx")
 
 
@@ -126,7 +126,7 @@ def test_the_layers_cover_every_module():
     assert len(MODULES) > 50
     unknown = [m for m in MODULES if layer_of(m) is None]
     assert not unknown
-    assert layer_of("specc.api") == 4 and layer_of("specc.train.config") == 3
+    assert layer_of("specc.api") == 4 and layer_of("specc.training.config") == 3
     assert layer_of("specc_onnx.emit") == 2 and layer_of("specc.transforms.weights") == 1
 
 
@@ -188,7 +188,7 @@ def test_the_rules_catch_violations(tmp_path):
         "    import torch\n"
         "    from specc.api import load\n"
         "def f():\n"
-        "    from specc.train import loop\n"
+        "    from specc.training import loop\n"
         "    from specc import errors\n"
         "from specc import load\n"
     )
@@ -198,12 +198,12 @@ def test_the_rules_catch_violations(tmp_path):
         ("numpy", True, False),
         ("torch", True, True),
         ("specc.api", True, True),
-        ("specc.train.loop", False, False),
+        ("specc.training.loop", False, False),
         ("specc.errors", False, False),
         ("specc", True, False),
     }
     assert [line.split(": ", 1)[1] for line in upward_imports("specc.probe", path)] == [
         "core imports specc.api (commands)",
-        "core imports specc.train.loop (train/ablate/viz)",
+        "core imports specc.training.loop (train/ablate/viz)",
         "core imports specc (commands)",
     ]

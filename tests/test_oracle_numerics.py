@@ -26,7 +26,7 @@ from torch import nn
 import specc_torch
 from specc.api import load
 from specc.cli import main
-from specc.train.distributed import free_port
+from specc.training.distributed import free_port
 from tests.conftest import ROOT
 
 # -- (a) batch_norm folding ----------------------------------------------------------------
@@ -212,10 +212,10 @@ WORKER = textwrap.dedent(
     import torch
 
     from specc.api import check
-    from specc.train import distributed
-    from specc.train.checkpoint import read_for_resume
-    from specc.train.config import recipe_of
-    from specc.train.loop import RunOptions, Trainer
+    from specc.training import distributed
+    from specc.training.checkpoint import read_for_resume
+    from specc.training.config import recipe_of
+    from specc.training.loop import RunOptions, Trainer
 
     spec, out, report = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     torch.set_num_threads(1)

@@ -25,7 +25,7 @@ from specc.api import load
 from specc.cli import main
 from specc.errors import UserError
 from specc.shapes import infer
-from specc.train.data.safe_pickle import load_pickle
+from specc.training.data.safe_pickle import load_pickle
 from specc.transforms.weights import remap_state
 from specc_torch.weights import read_checkpoint
 

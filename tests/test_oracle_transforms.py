@@ -16,7 +16,7 @@ from specc.api import check, load
 from specc.cli import main
 from specc.errors import UserError
 from specc.shapes import infer
-from specc.train.config import recipe_of
+from specc.training.config import recipe_of
 
 # -- (b) one direct assertion per transform option -----------------------------------------
 BASE = """\

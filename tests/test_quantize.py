@@ -12,7 +12,7 @@ import pytest
 
 import specc
 from specc.cli import main
-from specc.train.data.idx import FASHION_DEFAULT_DIRS
+from specc.training.data.idx import FASHION_DEFAULT_DIRS
 from specc_onnx import emit, random_weights, save
 from specc_onnx.quantize import class_scores
 from specc_onnx.runtime import make_session, read_metadata
@@ -73,7 +73,7 @@ def test_int8_model_is_written_smaller_with_the_metadata_and_honest_agreement(mo
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(out).graph.node)
 
     # Recompute agreement and accuracy independently: raw test images / 255 (no preprocessing recorded).
-    from specc.train.data import load_dataset
+    from specc.training.data import load_dataset
 
     test = load_dataset("fashion-mnist", None, "test")
     images, labels = (test.images[:EVAL] / 255.0).astype(np.float32), test.labels[:EVAL]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from specc.train.data.idx import FASHION_DEFAULT_DIRS
+from specc.training.data.idx import FASHION_DEFAULT_DIRS
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_MARKER = "# (not run by the tour test)"

@@ -154,7 +154,7 @@ def test_dataset_top_k(tmp_path, write_spec):
     manifest = json.loads((tmp_path / "top.json").read_text())
     maps = np.load(tmp_path / "top.guided.npy")
     assert maps.shape == (2, 3, 3, 16, 16)
-    from specc.train.data import synthetic
+    from specc.training.data import synthetic
 
     images = synthetic("test", (16, 16), channels=3, classes=4).images[:40]
     model = specc.build(spec, seed=0).eval()

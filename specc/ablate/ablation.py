@@ -26,8 +26,8 @@ from specc.frontend import check
 from specc.ir import Graph
 from specc.outputs import require_classifier
 from specc.shapes import DEFAULT_MAX_ACTIVATION_BYTES, DEFAULT_MAX_PARAMS
-from specc.train.config import TrainConfig, recipe_of
-from specc.train.inputs import check_fits, dataset_name
+from specc.training.config import TrainConfig, recipe_of
+from specc.training.inputs import check_fits, dataset_name
 from specc.transforms import build_steps, run
 
 SELECT = ("val", "test")

@@ -21,7 +21,7 @@ from specc.emit import to_yaml
 from specc.errors import UserError
 from specc.fileio import write_text
 from specc.ir import Graph
-from specc.train.config import TrainConfig, recipe_of
+from specc.training.config import TrainConfig, recipe_of
 
 RESULT, MARKER, LAST = "result.json", "ablate.json", "last.pt"
 # Recipe fields that say where or on what hardware a run happens, not what it computes.

@@ -1,7 +1,7 @@
 """Running the ablation's trainings: one at a time in this process, or `jobs` at a time in
 spawned processes that split the machine's threads between them.
 
-Each training is an ordinary `specc train` run (`specc.train.loop.train`) in its own run
+Each training is an ordinary `specc train` run (`specc.training.loop.train`) in its own run
 directory, so `specc eval`, `specc visualize` and `specc train --resume` work on it as on any
 other. Its console output goes to RUN_DIR/train.log; this module prints one line per run.
 """
@@ -38,10 +38,10 @@ def run_task(task: Task) -> dict:
     run with a checkpoint and raise `Interrupted`.
     """
     from specc.spec import load_graph_text
-    from specc.train.checkpoint import read_for_resume
-    from specc.train.config import recipe_of
-    from specc.train.inputs import check_fits
-    from specc.train.loop import RunOptions, TrainingDiverged, train
+    from specc.training.checkpoint import read_for_resume
+    from specc.training.config import recipe_of
+    from specc.training.inputs import check_fits
+    from specc.training.loop import RunOptions, TrainingDiverged, train
 
     task.run_dir.mkdir(parents=True, exist_ok=True)
     graph = load_graph_text(task.spec, str(task.run_dir / "spec.yaml"))

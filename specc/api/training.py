@@ -56,9 +56,9 @@ def train(
         >>> result.checkpoint.name, result.epochs
         ('last.pt', 1)"""
     from specc.outputs import require_classifier
-    from specc.train.config import recipe_of
-    from specc.train.inputs import check_fits
-    from specc.train.rundir import check_new_run_dir
+    from specc.training.config import recipe_of
+    from specc.training.inputs import check_fits
+    from specc.training.rundir import check_new_run_dir
 
     # Keywords go through the spec's own `--set` mechanism (JSON is YAML), so they are
     # validated and recorded like any edit; an error names the keyword as it was written.
@@ -74,8 +74,8 @@ def train(
     cfg = recipe_of(graph.train)
     graph = graph.replace(train=cfg.to_dict())  # checkpoints record every setting explicitly
     check_fits(graph, cfg)
-    from specc.train.loop import RunOptions
-    from specc.train.loop import train as run_training
+    from specc.training.loop import RunOptions
+    from specc.training.loop import train as run_training
 
     options = RunOptions(
         out=run_dir,

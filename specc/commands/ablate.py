@@ -95,7 +95,7 @@ def run_command(args) -> int:
         **check_kwargs(args),
     )
     ablation = prepare(spec_source(args.spec), settings)
-    from specc.train.loop import Interrupted
+    from specc.training.loop import Interrupted
 
     try:
         execute_ablation(ablation)

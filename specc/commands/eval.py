@@ -64,13 +64,13 @@ def run(args) -> int:
     import torch
 
     from specc.preprocessing import Preprocessing
-    from specc.train.config import TrainConfig
-    from specc.train.data import ArrayDataset, fit_preprocessing, torch_preprocess
-    from specc.train.data.streamloader import StreamSplit
-    from specc.train.distributed import World
-    from specc.train.evaluate import evaluate
-    from specc.train.inputs import check_fits, dataset_name, default_workers, load_split
-    from specc.train.setup import pick_device
+    from specc.training.config import TrainConfig
+    from specc.training.data import ArrayDataset, fit_preprocessing, torch_preprocess
+    from specc.training.data.streamloader import StreamSplit
+    from specc.training.distributed import World
+    from specc.training.evaluate import evaluate
+    from specc.training.inputs import check_fits, dataset_name, default_workers, load_split
+    from specc.training.setup import pick_device
     from specc_torch import build
     from specc_torch.weights import load_weights
 
@@ -130,7 +130,7 @@ def _load_ema(model, weights: str, saved: dict) -> None:
     """Replace `model`'s weights by the EMA weights its checkpoint holds (field `ema`)."""
     from pathlib import Path
 
-    from specc.train.checkpoint import load_into
+    from specc.training.checkpoint import load_into
 
     ema = saved.get("ema")
     if not isinstance(ema, dict) or not ema:

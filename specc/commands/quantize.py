@@ -158,7 +158,7 @@ def _load_data(args, meta: SpeccMetadata) -> tuple[np.ndarray | None, np.ndarray
     import numpy as np
 
     from specc.commands.predict import preprocess
-    from specc.train.data import dataset_info, load_dataset
+    from specc.training.data import dataset_info, load_dataset
 
     c, h, w = meta.input_shape
     options = {"channels": c, "classes": meta.classes or 0} if args.data == "synthetic" else {}

@@ -25,9 +25,9 @@ from specc.errors import Diagnostic, SourcePos, SpecError, UserError
 from specc.ir import Graph
 from specc.outputs import require_classifier
 from specc.spec import load_graph_text
-from specc.train.config import flag_labels, flag_overrides, prepare_process_env, recipe_of
-from specc.train.launch import note_run_dir
-from specc.train.rundir import check_new_run_dir, check_own_run_dir
+from specc.training.config import flag_labels, flag_overrides, prepare_process_env, recipe_of
+from specc.training.launch import note_run_dir
+from specc.training.rundir import check_new_run_dir, check_own_run_dir
 
 EXAMPLES = """
 specc train specs/allcnn_c_fmnist.yaml
@@ -91,10 +91,10 @@ def run_command(args) -> int:
     if args.nproc is not None and "LOCAL_RANK" not in os.environ:
         if args.spec == "-" or (args.spec is None and not args.resume):
             raise UserError("--nproc needs a spec file (the processes cannot share stdin)")
-        from specc.train.launch import launch
+        from specc.training.launch import launch
 
         return launch(args.nproc, _forward(args))
-    from specc.train.launch import in_distributed_job, run_worker
+    from specc.training.launch import in_distributed_job, run_worker
 
     if in_distributed_job():
         run_worker(lambda: _train(args))  # reports its errors once for the job, then ends the process
@@ -122,7 +122,7 @@ def _relabelled(exc: SpecError, labels: dict[str, str]) -> SpecError:
 def _train_spec(args) -> int:
     flags = flag_overrides(vars(args))
     if args.resume:
-        from specc.train.checkpoint import read_for_resume
+        from specc.training.checkpoint import read_for_resume
 
         path, payload = read_for_resume(args.resume)
         if args.out and Path(args.out).resolve() != path.parent.resolve():
@@ -140,10 +140,10 @@ def _train_spec(args) -> int:
         check_new_run_dir(out)  # refuses a folder with anything in it that is not a run of ours
     cfg = recipe_of(graph.train)
     graph = graph.replace(train=cfg.to_dict())  # checkpoints record every setting explicitly
-    from specc.train.inputs import check_fits
+    from specc.training.inputs import check_fits
 
     check_fits(graph, cfg)  # before importing torch: a wrong dataset fails at once
-    from specc.train.loop import Interrupted, RunOptions, train
+    from specc.training.loop import Interrupted, RunOptions, train
 
     note_run_dir(out)
     options = RunOptions(

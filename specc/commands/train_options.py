@@ -76,7 +76,7 @@ def non_negative(text: str) -> float:
     return value
 
 
-# The training features' flags (each a `train:` key, `specc.train.config.FLAG_KEYS`): (flag,
+# The training features' flags (each a `train:` key, `specc.training.config.FLAG_KEYS`): (flag,
 # argparse type, metavar, help). `_forward` passes them on to --nproc's workers.
 FEATURE_FLAGS = (
     ("--label-smoothing", fraction, "X", "cross-entropy label smoothing 0 <= X < 1"),
@@ -137,7 +137,7 @@ def _shorter_warmup(source: str, overrides: list[str], exc: SpecError) -> tuple[
     if not caused or not all("(caused by " in d.message for d in caused):
         return None  # the spec's own recipe is wrong: its error stands
     from specc.spec import load_raw
-    from specc.train.config import TrainConfig
+    from specc.training.config import TrainConfig
 
     def recipe(extra: list[str]) -> dict:
         train = load_raw(source, extra).data.get("train")

@@ -231,7 +231,7 @@ def _figure(args, model, graph, layer, methods, prepare, figures):
 
 def _dataset(args, graph):
     """The dataset's raw images (N, C, H, W) uint8, the first --limit of them."""
-    from specc.train.data import load_dataset
+    from specc.training.data import load_dataset
 
     c, h, w = graph.input_shape
     options = {"channels": c, "classes": graph.classes or 10} if args.data == "synthetic" else {}

@@ -19,10 +19,10 @@ pytestmark = pytest.mark.cuda
 def trainer_on_cuda(tmp_path, text: str = TINY, **recipe):
     """A `Trainer` as `specc train --device cuda` builds it."""
     from specc.api import load as load_spec
-    from specc.train.config import recipe_of
-    from specc.train.distributed import World
-    from specc.train.loop import RunOptions, Trainer
-    from specc.train.setup import configure, pick_device
+    from specc.training.config import recipe_of
+    from specc.training.distributed import World
+    from specc.training.loop import RunOptions, Trainer
+    from specc.training.setup import configure, pick_device
 
     graph = load_spec(write(tmp_path, text))
     cfg = recipe_of({**(graph.train or {}), "device": "cuda", **recipe})
@@ -33,7 +33,7 @@ def trainer_on_cuda(tmp_path, text: str = TINY, **recipe):
 
 
 def test_model_data_and_running_sums_are_on_the_gpu(tmp_path):
-    from specc.train.tally import EpochTally
+    from specc.training.tally import EpochTally
 
     trainer = trainer_on_cuda(tmp_path)
     assert trainer.device.type == "cuda"
@@ -86,10 +86,10 @@ def test_a_mid_epoch_checkpoint_resumes_on_the_gpu(tmp_path):
 
 
 def test_streamed_batches_are_pinned_and_match_the_in_memory_ones_on_the_gpu(tmp_path):
-    from specc.train.data import AugmentConfig, TensorLoader
-    from specc.train.data.folder import load_folder
-    from specc.train.data.stream import open_stream
-    from specc.train.data.streamloader import StreamLoader
+    from specc.training.data import AugmentConfig, TensorLoader
+    from specc.training.data.folder import load_folder
+    from specc.training.data.stream import open_stream
+    from specc.training.data.streamloader import StreamLoader
 
     folder = make_folder(tmp_path / "folder")
     memory, stream = load_folder(str(folder), "train", (8, 8)), open_stream("folder", str(folder), "train", (8, 8))

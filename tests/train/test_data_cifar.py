@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from specc.errors import UserError
-from specc.train.data import load_dataset
-from specc.train.data.safe_pickle import load_pickle
+from specc.training.data import load_dataset
+from specc.training.data.safe_pickle import load_pickle
 
 PER_BATCH = 6
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from specc.errors import UserError
-from specc.train.data import ArrayDataset, dataset_info, load_dataset, split_validation
+from specc.training.data import ArrayDataset, dataset_info, load_dataset, split_validation
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -191,7 +191,7 @@ def test_fingerprint_sees_every_byte_and_shape():
 
 def test_importing_the_readers_does_not_import_torch():
     code = (
-        "import sys, specc.train.data as d; d.load_dataset('synthetic', None, 'test', "
+        "import sys, specc.training.data as d; d.load_dataset('synthetic', None, 'test', "
         "image_size=(4, 4)); print('torch' in sys.modules, 'PIL' in sys.modules)"
     )
     result = subprocess.run(

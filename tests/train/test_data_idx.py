@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from specc.errors import UserError
-from specc.train.data import idx, load_dataset
-from specc.train.data.idx import FASHION_DEFAULT_DIRS, FASHION_LABELS, read_idx
+from specc.training.data import idx, load_dataset
+from specc.training.data.idx import FASHION_DEFAULT_DIRS, FASHION_LABELS, read_idx
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from specc.errors import UserError
-from specc.train.data import (
+from specc.training.data import (
     AugmentConfig,
     TensorLoader,
     fit_preprocessing,

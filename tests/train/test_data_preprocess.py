@@ -9,7 +9,7 @@ import pytest
 
 from specc.errors import UserError
 from specc.preprocessing import Preprocessing
-from specc.train.data.preprocess import fit_preprocessing, global_contrast_normalize
+from specc.training.data.preprocess import fit_preprocessing, global_contrast_normalize
 
 
 def channel_skewed_images(count: int = 400, seed: int = 0) -> np.ndarray:

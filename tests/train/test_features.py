@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from specc.api import load as load_spec
-from specc.train.config import TrainConfig
-from specc.train.distributed import World
-from specc.train.evaluate import evaluate
-from specc.train.features import Ema
-from specc.train.loop import RunOptions, Trainer
-from specc.train.tally import EpochTally
+from specc.training.config import TrainConfig
+from specc.training.distributed import World
+from specc.training.evaluate import evaluate
+from specc.training.features import Ema
+from specc.training.loop import RunOptions, Trainer
+from specc.training.tally import EpochTally
 from tests.train.train_helpers import TINY, load, run_cli, write
 
 # TINY without its dropout: every forward pass is a pure function of weights and batch, so a
@@ -161,13 +161,13 @@ def test_specc_train_sets_the_openmp_wait_policy_before_torch_is_imported():
     import subprocess
     import sys
 
-    from specc.train.config import prepare_process_env
+    from specc.training.config import prepare_process_env
 
     environ = {"PATH": "/bin"}
     assert prepare_process_env(environ) == {"OMP_WAIT_POLICY": "PASSIVE"} and environ["OMP_WAIT_POLICY"] == "PASSIVE"
     mine = {"OMP_WAIT_POLICY": "ACTIVE"}
     assert prepare_process_env(mine) == {} and mine == {"OMP_WAIT_POLICY": "ACTIVE"}
-    code = "import sys, specc.cli, specc.commands.train, specc.train.config; print('torch' in sys.modules)"
+    code = "import sys, specc.cli, specc.commands.train, specc.training.config; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 

@@ -14,7 +14,7 @@ import shutil
 import pytest
 import torch
 
-from specc.train import checkpoint
+from specc.training import checkpoint
 from tests.train.train_helpers import TINY, load, run_cli, same_weights, write
 
 # 16 steps an epoch. Early stopping on train_loss with a min_delta no epoch can beat: epoch 1

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from specc.train.distributed import free_port
+from specc.training.distributed import free_port
 from tests.train.train_helpers import TINY, load, same_weights, specc_command, subprocess_env, write
 
 TIMEOUT = 180

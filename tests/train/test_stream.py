@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from specc.train import inputs
-from specc.train.data import AugmentConfig, TensorLoader, synthetic
-from specc.train.data.folder import load_folder
-from specc.train.data.preprocess import fit_preprocessing
-from specc.train.data.stream import open_stream
-from specc.train.data.streamloader import StreamLoader, StreamSplit, fit_streamed
+from specc.training import inputs
+from specc.training.data import AugmentConfig, TensorLoader, synthetic
+from specc.training.data.folder import load_folder
+from specc.training.data.preprocess import fit_preprocessing
+from specc.training.data.stream import open_stream
+from specc.training.data.streamloader import StreamLoader, StreamSplit, fit_streamed
 from tests.train.train_helpers import TINY, load, run_cli, same_weights, write
 
 # TINY on a folder: 96 training images of 12x10 pixels (resized to 8x8 by the reader), batch

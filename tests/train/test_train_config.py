@@ -9,9 +9,9 @@ import pytest
 
 from specc.api import load
 from specc.cli import main
-from specc.train.config import DATASET_NAMES, TrainConfig, flag_overrides
-from specc.train.data import DATASETS
-from specc.train.schedule import lr_at
+from specc.training.config import DATASET_NAMES, TrainConfig, flag_overrides
+from specc.training.data import DATASETS
+from specc.training.schedule import lr_at
 from tests.conftest import SPECS
 
 HEAD = "name: t\ninput: {channels: 1, size: 8}\nclasses: 4\nlayers:\n  - {type: conv, filters: 4, kernel: 1}\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from specc.train.distributed import free_port
+from specc.training.distributed import free_port
 from tests.train.train_helpers import TINY, load, specc_command, subprocess_env, write
 
 TIMEOUT = 240

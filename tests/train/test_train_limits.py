@@ -27,7 +27,7 @@ def test_an_override_that_leaves_no_room_for_the_warmup_shortens_it(tmp_path, ca
 def test_the_papers_fmnist_spec_runs_with_one_epoch(tmp_path, capsys):
     # `specs/allcnn_c_fmnist.yaml` warms up for 1 of 12 epochs; only the check is run here.
     from specc.commands.train_options import load_spec
-    from specc.train.config import flag_overrides
+    from specc.training.config import flag_overrides
 
     class Args:
         spec, overrides, max_params, max_activation_gib = str(SPECS / "allcnn_c_fmnist.yaml"), [], 10**9, 16.0

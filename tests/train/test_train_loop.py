@@ -12,7 +12,7 @@ import signal
 import pytest
 import yaml
 
-from specc.train import loop
+from specc.training import loop
 from tests.train.train_helpers import OTHER, TINY, load, run_cli, same_weights, write
 
 

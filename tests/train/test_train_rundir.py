@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from specc.train.rundir import RUN_FORMAT, check_new_run_dir, is_run_config
+from specc.training.rundir import RUN_FORMAT, check_new_run_dir, is_run_config
 from tests.train.train_helpers import TINY, load, run_cli, write
 
 ONE_EPOCH = TINY.replace("epochs: 3", "epochs: 1")

@@ -13,9 +13,9 @@ import sys
 import pytest
 import torch
 
-from specc.train import loop
-from specc.train.distributed import World
-from specc.train.tally import SYNC_EVERY, EpochTally
+from specc.training import loop
+from specc.training.distributed import World
+from specc.training.tally import SYNC_EVERY, EpochTally
 from tests.train.train_helpers import TINY, load, run_cli, subprocess_env, write
 
 
@@ -65,7 +65,7 @@ def test_nan_is_named_at_its_step_even_between_syncs(tmp_path, capsys):
 
 def test_a_worker_that_lost_its_peer_says_so_in_one_line():
     code = (
-        "from specc.train.launch import run_worker\n"
+        "from specc.training.launch import run_worker\n"
         "def body():\n"
         "    raise RuntimeError('[/x/gloo/transport/tcp/pair.cc:553] Connection reset by peer [127.0.0.1]:1. More.')\n"
         "run_worker(body)\n"

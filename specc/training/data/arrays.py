@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from specc.errors import UserError
-from specc.train.data.base import ArrayDataset, check_labels, check_split
+from specc.training.data.base import ArrayDataset, check_labels, check_split
 
 
 def npy_paths(data_dir: str | None, split: str) -> tuple[Path, Path]:

@@ -32,7 +32,7 @@ checkpoint file): a plain dict of tensors, lists, numbers and strings, loadable 
                  so far, or None and 0 without EMA; `specc eval --ema` evaluates them
     data         {"train": fingerprint, "test": ..., "val": ...}: a resume on other data is refused
     limits       {"batches": N or None}: --limit-batches, which a resume keeps
-    data_mode    "memory" or "stream" (`specc.train.inputs`): a resume keeps it
+    data_mode    "memory" or "stream" (`specc.training.inputs`): a resume keeps it
     sampler      where the training data's sampler stands: {"seed", "epoch", "position"
                  (batches of the epoch done, = step), "batch_size" (per process),
                  "world_size"}; the epoch's order is a pure function of (seed, epoch), so
@@ -59,14 +59,14 @@ from specc.checkpoint_fields import check_fields
 from specc.checkpoint_io import CHECKPOINT_FORMAT, read_checkpoint, save_checkpoint
 from specc.emit import spec_hash, to_yaml
 from specc.errors import UserError
-from specc.train import rundir
-from specc.train.distributed import World, gather
-from specc.train.features import early_stop, top_epochs
-from specc.train.schedule import lr_at
+from specc.training import rundir
+from specc.training.distributed import World, gather
+from specc.training.features import early_stop, top_epochs
+from specc.training.schedule import lr_at
 from specc.version import __version__
 
 if TYPE_CHECKING:
-    from specc.train.loop import Trainer
+    from specc.training.loop import Trainer
 
 LAST, BEST = "last.pt", "best.pt"
 RESUME_KEYS = ("model", "optimizer", "spec", "config", "epoch", "step", "rng", "history", "preprocessing")
@@ -226,7 +226,7 @@ def check_sampler(path: Path, payload: dict, t: Trainer) -> None:
 
 def restore(t: Trainer, path: Path, payload: dict) -> None:
     """Put a run's checkpoint back into trainer `t`: weights, optimizer, where it stands, RNG."""
-    from specc.train import messages  # which reads this module's names
+    from specc.training import messages  # which reads this module's names
 
     load_into(path, "model", t.model.load_state_dict, payload["model"])
     load_into(path, "optimizer", t.optimizer.load_state_dict, payload["optimizer"])

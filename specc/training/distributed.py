@@ -14,10 +14,10 @@ many processes (tests/train/test_multinode.py: two agents on loopback vs --nproc
 
 The run directory must be on a filesystem every node sees (rank 0 writes it; every rank
 reads the checkpoint on `--resume`). NCCL on GPUs, gloo on CPUs. Every rank draws the same
-epoch plan and takes its strided shard (see `specc.train.data.loader`); gradients are
+epoch plan and takes its strided shard (see `specc.training.data.loader`); gradients are
 averaged by DDP, metrics are summed over ranks with `all_reduce`, and only rank 0 prints,
 writes metrics and checkpoints. `specc train --nproc N` starts and watches the processes
-itself (`specc.train.launch`).
+itself (`specc.training.launch`).
 """
 
 from __future__ import annotations

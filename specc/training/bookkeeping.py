@@ -1,7 +1,7 @@
 """What a training run writes and says around its steps: the run directory and config.yaml,
 the banner, the end of an epoch (evaluation, last.pt, best.pt and the best k, metrics, the
 epoch line), the checkpoints of a stop, and the summary. The steps themselves are in
-`specc.train.loop`; every function here takes its `Trainer`.
+`specc.training.loop`; every function here takes its `Trainer`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, NoReturn
 import torch
 
 from specc.emit import spec_hash, to_dict
-from specc.train import checkpoint, distributed, messages, rundir
-from specc.train.evaluate import evaluate
-from specc.train.features import TOP_FILE, best_record, early_stop, stale_top_files, top_epochs
-from specc.train.metrics import epoch_line, write_config, write_metrics
-from specc.train.schedule import describe, lr_at
-from specc.train.tally import Snapshot
+from specc.training import checkpoint, distributed, messages, rundir
+from specc.training.evaluate import evaluate
+from specc.training.features import TOP_FILE, best_record, early_stop, stale_top_files, top_epochs
+from specc.training.metrics import epoch_line, write_config, write_metrics
+from specc.training.schedule import describe, lr_at
+from specc.training.tally import Snapshot
 
 if TYPE_CHECKING:
-    from specc.train.loop import Trainer
+    from specc.training.loop import Trainer
 
 
 def prepare_run_dir(t: Trainer, previous: dict | None, resume: dict | None) -> None:
@@ -116,7 +116,7 @@ def finish_epoch(t: Trainer, stats: dict) -> None:
 # checkpoints of a stop, faults
 def stop(t: Trainer, signum: int) -> NoReturn:
     """Checkpoint where the run stands (mid-epoch) and leave with 130 / 143."""
-    from specc.train.loop import EXIT_INTERRUPTED, Interrupted
+    from specc.training.loop import EXIT_INTERRUPTED, Interrupted
 
     payload = checkpoint.payload(t)
     if t.world.main:
@@ -138,7 +138,7 @@ def save_where_it_stands(t: Trainer) -> None:
 
 def check_finite(t: Trainer, summed: Snapshot) -> None:
     """Stop with TrainingDiverged when some step's loss was NaN/inf (on any rank)."""
-    from specc.train.loop import TrainingDiverged
+    from specc.training.loop import TrainingDiverged
 
     if summed.first_bad is None:
         return
@@ -199,7 +199,7 @@ def announce(t: Trainer) -> None:
 
 
 def record(t: Trainer) -> dict:
-    """config.yaml after its head (`specc.train.rundir.config_record`): what this run used."""
+    """config.yaml after its head (`specc.training.rundir.config_record`): what this run used."""
     return {
         "seed": t.cfg.seed,
         "spec_hash": spec_hash(t.graph),

@@ -31,7 +31,7 @@ CONFIG = "config.yaml"
 CHECKPOINTS = ("last.pt", "best.pt")
 # Everything a run writes into its folder.
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "curves.png")
-# ... and the best k epochs' checkpoints (`specc.train.features.TOP_FILE`) when save_top_k > 1.
+# ... and the best k epochs' checkpoints (`specc.training.features.TOP_FILE`) when save_top_k > 1.
 _TOP = r"top-epoch[1-9][0-9]*\.pt"
 _TEMPORARY = re.compile(r"\.(" + "|".join([*(re.escape(n) for n in RUN_FILES), _TOP]) + r")\.[A-Za-z0-9_]+\.tmp")
 _FIRST_LINES = (f"format: {RUN_FORMAT}", "command: specc ")

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from specc.errors import UserError
-from specc.train.data.base import (
+from specc.training.data.base import (
     ArrayDataset,
     check_labels,
     format_paths,
     read_file_bytes,
 )
-from specc.train.data.safe_pickle import load_pickle
+from specc.training.data.safe_pickle import load_pickle
 
 PIXELS = 3 * 32 * 32
 

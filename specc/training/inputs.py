@@ -7,7 +7,7 @@ loaded, so a wrong pairing fails in a second with both sides named, not after re
 
 Data modes: "memory" holds every split decoded in one uint8 array (on the device, batched
 there: the fastest path); "stream" (`folder` and `npy` datasets) lists the images and decodes
-each batch in DataLoader workers (`specc.train.data.streamloader`). "auto" streams when the
+each batch in DataLoader workers (`specc.training.data.streamloader`). "auto" streams when the
 decoded splits, one copy per process of this machine, would take more than a quarter of its
 memory (`choose_mode`). Both modes give the same batches and the same weights.
 """
@@ -21,9 +21,9 @@ from specc.errors import UserError
 from specc.ir import Graph
 from specc.outputs import require_classifier
 from specc.preprocessing import Preprocessing
-from specc.train.config import DATASET_NAMES, TrainConfig
-from specc.train.data import ArrayDataset, dataset_info, fit_preprocessing, load_dataset, split_validation
-from specc.train.data.stream import STREAMABLE, StreamDataset, decoded_size, open_stream
+from specc.training.config import DATASET_NAMES, TrainConfig
+from specc.training.data import ArrayDataset, dataset_info, fit_preprocessing, load_dataset, split_validation
+from specc.training.data.stream import STREAMABLE, StreamDataset, decoded_size, open_stream
 
 MODES = ("auto", "memory", "stream")
 MEMORY_SHARE = 0.25  # auto mode holds data in memory up to this share of the machine's RAM
@@ -127,7 +127,7 @@ def load_run_data(
     if preprocessing is not None:
         fitted = Preprocessing.from_dict(preprocessing)
     elif isinstance(train, StreamDataset):
-        from specc.train.data.streamloader import fit_streamed
+        from specc.training.data.streamloader import fit_streamed
 
         fitted = fit_streamed(cfg.preprocessing, train, workers)
     else:
@@ -220,7 +220,7 @@ def make_loaders(data: RunData, cfg: TrainConfig, world, device, workers: int | 
     `world` is the run's `World`; torch is imported here, not with this module."""
     import torch
 
-    from specc.train.data import AugmentConfig, TensorLoader, torch_preprocess
+    from specc.training.data import AugmentConfig, TensorLoader, torch_preprocess
 
     if cfg.batch_size % world.size:
         raise UserError(f"batch_size {cfg.batch_size} does not split evenly over {world.size} processes")
@@ -238,7 +238,7 @@ def make_loaders(data: RunData, cfg: TrainConfig, world, device, workers: int | 
     batch = cfg.batch_size // world.size
     workers = default_workers(world.local_size) if workers is None else workers
     if isinstance(data.train, StreamDataset):
-        from specc.train.data.streamloader import StreamLoader, StreamSplit
+        from specc.training.data.streamloader import StreamLoader, StreamSplit
 
         loader = StreamLoader(data.train, batch, workers=workers, **common)
         eval_sets = {

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from specc.train.distributed import World, all_min, all_sum
+from specc.training.distributed import World, all_min, all_sum
 
 SYNC_EVERY = 25  # steps between two looks from the host (and, with several processes, collectives)
 _NONE = float("inf")  # "no step yet" for the first non-finite step

@@ -13,7 +13,7 @@ import pickle
 from pathlib import Path
 
 from specc.errors import UserError
-from specc.train.data.base import read_file_bytes
+from specc.training.data.base import read_file_bytes
 
 # (module, name) pairs a CIFAR pickle may reference. Python 2 wrote `numpy.core.multiarray`;
 # numpy >= 2 writes `numpy._core.multiarray`. `_frombuffer` is what numpy writes for

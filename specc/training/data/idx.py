@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from specc.errors import UserError
-from specc.train.data.base import ArrayDataset, check_labels, read_file_bytes
+from specc.training.data.base import ArrayDataset, check_labels, read_file_bytes
 
 FASHION_LABELS = [
     "T-shirt/top",

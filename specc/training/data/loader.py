@@ -107,7 +107,7 @@ def torch_preprocess(
 class EpochPlan:
     """What every loader of a training split shares: the batches per epoch and each epoch's
     plan (order, flips, offsets), a pure function of (seed, epoch) — so the in-memory loader
-    and the streaming one (`specc.train.data.streamloader`) give the same batches.
+    and the streaming one (`specc.training.data.streamloader`) give the same batches.
 
     Call `set_epoch(e)` before iterating each epoch, as with DistributedSampler; iterating
     twice without it repeats the same epoch.

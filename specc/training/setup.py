@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from specc.errors import UserError
-from specc.train.config import TrainConfig
-from specc.train.distributed import World
+from specc.training.config import TrainConfig
+from specc.training.distributed import World
 
 
 def pick_device(choice: str, world: World) -> torch.device:

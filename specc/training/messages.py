@@ -1,6 +1,6 @@
 """What a training run says: the banner, the resume and stop lines, the divergence error and
 the dead-start warning. Epochs and steps are numbered from 1 everywhere, as the epoch lines
-number them (`specc.train.checkpoint.position`): "in epoch 2 after step 4/16" is where a
+number them (`specc.training.checkpoint.position`): "in epoch 2 after step 4/16" is where a
 stop leaves a run and where the resume picks it up; "epoch 2, step 5/16" names one step."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from specc.train.checkpoint import LAST, position
+from specc.training.checkpoint import LAST, position
 
 
 def resume_line(path: Path, payload: dict, changes: str, notes: list[str]) -> str:
@@ -24,7 +24,7 @@ def resume_line(path: Path, payload: dict, changes: str, notes: list[str]) -> st
 
 def threads_note(saved: object, now: int) -> str | None:
     """On the CPU the thread count decides how kernels split their sums, so the last bits of
-    every result depend on it, and training may amplify them (`specc.train.setup.configure`)."""
+    every result depend on it, and training may amplify them (`specc.training.setup.configure`)."""
     if not isinstance(saved, int) or saved == now:
         return None
     return f"the run used {saved} CPU thread{'s' if saved != 1 else ''} per process, this one {now}"

@@ -60,7 +60,7 @@ class Ema:
 
     def load(self, path: Path, state: object, updates: object) -> None:
         """Put back the average of a checkpoint (`ema`, `ema_updates`), naming a bad field."""
-        from specc.train.checkpoint import load_into
+        from specc.training.checkpoint import load_into
 
         if not isinstance(updates, int) or isinstance(updates, bool) or updates < 0:
             raise UserError(f"{path}: field 'ema_updates' is not a whole number >= 0 (it is {updates!r})")

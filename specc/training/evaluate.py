@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from specc.train.data.loader import eval_batches
-from specc.train.distributed import World, all_sum
+from specc.training.data.loader import eval_batches
+from specc.training.distributed import World, all_sum
 
 if TYPE_CHECKING:
-    from specc.train.data.streamloader import StreamSplit
+    from specc.training.data.streamloader import StreamSplit
 
 
 @dataclass(frozen=True, eq=False)

@@ -3,7 +3,7 @@ fit in memory.
 
 A `StreamDataset` holds only what names its images (file paths, or row numbers of a
 memory-mapped .npy) and their labels; `read(positions)` decodes a batch of them on demand, in
-whichever process calls it (the DataLoader's workers, `specc.train.data.streamloader`). A
+whichever process calls it (the DataLoader's workers, `specc.training.data.streamloader`). A
 folder image is decoded exactly as the in-memory path decodes it (`folder.decode_image`:
 shorter side resized to the spec's size, centre crop), so both modes train on the same
 pixels, batch for batch.
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from specc.errors import UserError
-from specc.train.data.arrays import npy_split, open_images
-from specc.train.data.folder import decode_image, list_folder
+from specc.training.data.arrays import npy_split, open_images
+from specc.training.data.folder import decode_image, list_folder
 
 STREAMABLE = ("folder", "npy")
 

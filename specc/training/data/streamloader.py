@@ -23,9 +23,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from specc.preprocessing import Preprocessing
-from specc.train.data.loader import AugmentConfig, EpochPlan
-from specc.train.data.preprocess import channel_histograms, fit_preprocessing, normalize_from_histograms
-from specc.train.data.stream import StreamDataset
+from specc.training.data.loader import AugmentConfig, EpochPlan
+from specc.training.data.preprocess import channel_histograms, fit_preprocessing, normalize_from_histograms
+from specc.training.data.stream import StreamDataset
 
 PREFETCH = 4  # batches each worker decodes ahead
 

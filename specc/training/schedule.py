@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from specc.train.config import TrainConfig
+from specc.training.config import TrainConfig
 
 
 def lr_at(cfg: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:

@@ -2,7 +2,7 @@
 
 Reads top to bottom: setup (device, threads, processes) → data (in memory on the device,
 batched and augmented as whole tensors) → model and optimizer → epochs, each of which
-trains, evaluates, checkpoints and logs (`specc.train.bookkeeping`).
+trains, evaluates, checkpoints and logs (`specc.training.bookkeeping`).
 
 Reproducibility: weights come from the spec's seeded initialisation, an epoch's order and
 augmentation are a pure function of (seed, epoch), the learning rate a pure function of
@@ -13,7 +13,7 @@ weights, bit for bit on the CPU with the same number of threads, as one that nev
 The EMA weights are saved too; early stopping and the best k are replayed from the history.
 
 The host does not look at the device during a step: loss, accuracy and "was the loss
-finite" are tallied on the device (`specc.train.tally`) and read every SYNC_EVERY steps and
+finite" are tallied on the device (`specc.training.tally`) and read every SYNC_EVERY steps and
 at the epoch's end, so GPU steps are queued back to back.
 """
 
@@ -32,15 +32,15 @@ import torch.nn.functional as F
 from specc.errors import UserError
 from specc.ir import Graph
 from specc.outputs import require_classifier
-from specc.train import bookkeeping, checkpoint, distributed, rundir
-from specc.train.config import TrainConfig
-from specc.train.distributed import World
-from specc.train.features import Ema, check_monitored, early_stop, metric_names
-from specc.train.inputs import load_run_data, make_loaders, resume_mode
-from specc.train.metrics import Eta, Progress, TensorBoard
-from specc.train.schedule import lr_at
-from specc.train.setup import StopSignals, autocast_for, configure, make_optimizer, pick_device, rank_seed
-from specc.train.tally import SYNC_EVERY, EpochTally, Snapshot
+from specc.training import bookkeeping, checkpoint, distributed, rundir
+from specc.training.config import TrainConfig
+from specc.training.distributed import World
+from specc.training.features import Ema, check_monitored, early_stop, metric_names
+from specc.training.inputs import load_run_data, make_loaders, resume_mode
+from specc.training.metrics import Eta, Progress, TensorBoard
+from specc.training.schedule import lr_at
+from specc.training.setup import StopSignals, autocast_for, configure, make_optimizer, pick_device, rank_seed
+from specc.training.tally import SYNC_EVERY, EpochTally, Snapshot
 
 EXIT_INTERRUPTED: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -70,7 +70,7 @@ class RunOptions:
     progress: bool = True
     max_steps: int | None = None  # stop once the run has taken this many steps in all
     limit_batches: int | None = None  # train on the first N batches of each epoch only
-    data_mode: str = "auto"  # memory, stream or auto (`specc.train.inputs.choose_mode`)
+    data_mode: str = "auto"  # memory, stream or auto (`specc.training.inputs.choose_mode`)
     workers: int | None = None  # processes decoding streamed data; None: the default
 
 
@@ -132,7 +132,7 @@ class Trainer:
         self.ema = Ema(self.model, cfg.ema) if cfg.ema is not None else None
         self.epoch, self.step, self.global_step, self.partial = 0, 0, 0, None
         self.history: list[dict] = []
-        self.best: dict | None = None  # `specc.train.features.best_record`
+        self.best: dict | None = None  # `specc.training.features.best_record`
         self.resumes: list[dict] = []
         self.stopped: str | None = None  # where --max-steps stopped the run
         self.origin = {
@@ -245,7 +245,7 @@ class Trainer:
         return not self.world.distributed and bool(stop.requested)
 
     def eta_seconds(self, step: int, rate: float | None = None) -> float | None:
-        """The whole run's time to go from `step` of the current epoch (`specc.train.metrics.Eta`)."""
+        """The whole run's time to go from `step` of the current epoch (`specc.training.metrics.Eta`)."""
         left = (self.steps - step) + (self.cfg.epochs - self.epoch - 1) * self.steps
         if self.options.max_steps is not None:
             left = min(left, max(self.options.max_steps - self.global_step, 0))

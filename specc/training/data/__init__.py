@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from specc.train.data.base import ArrayDataset
-from specc.train.data.datasets import (
+from specc.training.data.base import ArrayDataset
+from specc.training.data.datasets import (
     DATASETS,
     dataset_info,
     load_dataset,
     split_validation,
     synthetic,
 )
-from specc.train.data.preprocess import KINDS as PREPROCESSING_KINDS
-from specc.train.data.preprocess import Preprocessing, fit_preprocessing
+from specc.training.data.preprocess import KINDS as PREPROCESSING_KINDS
+from specc.training.data.preprocess import Preprocessing, fit_preprocessing
 
 if TYPE_CHECKING:  # for type checkers only: at run time these load on first use (__getattr__)
-    from specc.train.data.loader import AugmentConfig, TensorLoader, flip_batch, torch_preprocess, translate_batch
+    from specc.training.data.loader import AugmentConfig, TensorLoader, flip_batch, torch_preprocess, translate_batch
 
 _TORCH_NAMES = ("AugmentConfig", "TensorLoader", "flip_batch", "torch_preprocess", "translate_batch")
 
@@ -47,7 +47,7 @@ __all__ = [
 def __getattr__(name: str):
     # Only the loader needs torch; `specc check` must stay instant (house rule 1).
     if name in _TORCH_NAMES:
-        from specc.train.data import loader
+        from specc.training.data import loader
 
         return getattr(loader, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

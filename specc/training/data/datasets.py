@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from specc.errors import UserError, did_you_mean
-from specc.train.data.base import ArrayDataset, check_split
+from specc.training.data.base import ArrayDataset, check_split
 
 if TYPE_CHECKING:
-    from specc.train.data.stream import StreamDataset
+    from specc.training.data.stream import StreamDataset
 
 Split = TypeVar("Split", bound="ArrayDataset | StreamDataset")
 
@@ -60,19 +60,19 @@ def load_dataset(
                 "was requested: change the spec's input size"
             )
     if name in ("cifar10", "cifar100"):
-        from specc.train.data.cifar import load_cifar
+        from specc.training.data.cifar import load_cifar
 
         return load_cifar(name, data_dir, split)
     if name in ("mnist", "fashion-mnist"):
-        from specc.train.data.idx import load_idx_dataset
+        from specc.training.data.idx import load_idx_dataset
 
         return load_idx_dataset(name, data_dir, split)
     if name == "folder":
-        from specc.train.data.folder import load_folder
+        from specc.training.data.folder import load_folder
 
         return load_folder(data_dir, split, image_size)
     if name == "npy":
-        from specc.train.data.arrays import load_npy
+        from specc.training.data.arrays import load_npy
 
         return load_npy(data_dir, split)
     if image_size is None:
@@ -94,7 +94,7 @@ def dataset_info(name: str, data_dir: str | None = None, **options: int) -> tupl
         _check_positive(merged)
         return merged["channels"], merged["classes"], None
     if name == "npy":
-        from specc.train.data.arrays import npy_info
+        from specc.training.data.arrays import npy_info
 
         return npy_info(data_dir)
     if data_dir is None:

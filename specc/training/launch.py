@@ -55,7 +55,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     """Run `specc train ARGV` in `nproc` processes on this machine; the job's exit status."""
     if nproc < 1:
         raise UserError(f"--nproc {nproc}: expected a positive number of processes")
-    from specc.train.distributed import free_port
+    from specc.training.distributed import free_port
 
     with tempfile.TemporaryDirectory(prefix="specc-launch-") as folder:
         env = dict(os.environ)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from specc.errors import UserError
-from specc.train.data.base import ArrayDataset
+from specc.training.data.base import ArrayDataset
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff"}
 

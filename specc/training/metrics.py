@@ -48,7 +48,7 @@ COLUMNS = (
 
 def write_config(path: Path, record: dict) -> None:
     """RUN_DIR/config.yaml: everything the run used (spec, recipe, versions, seed, data);
-    `record` is `specc.train.rundir.config_record`'s, whose first key marks the folder as a run."""
+    `record` is `specc.training.rundir.config_record`'s, whose first key marks the folder as a run."""
     write_text(path, yaml.safe_dump(record, sort_keys=False, allow_unicode=True, width=100))
 
 
