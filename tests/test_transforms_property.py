@@ -67,6 +67,7 @@ STEP_VALUES = {
     "input": st.builds(lambda c, h, w: f"{c}x{h}x{w}", st.integers(1, 3), st.integers(2, 40), st.integers(2, 40)),
     "fc_to_conv": st.just(True),
     "fold_batch_norm": st.just(True),
+    "linear_scores": st.just(True),
 }
 STEPS = st.lists(
     st.sampled_from(sorted(STEP_VALUES)).flatmap(lambda n: st.tuples(st.just(n), STEP_VALUES[n])), max_size=3

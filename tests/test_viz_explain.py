@@ -161,7 +161,7 @@ def test_generated_standalone_code_has_the_same_maps():
 def test_public_api_and_errors():
     model = specc.build(TINY)
     x = torch.randn(1, 3, 8, 8)
-    assert specc.explain is explain
+    torch.testing.assert_close(specc.explain(model, x, layer="c2", units=[1]), explain(model, x, layer="c2", units=[1]))
     assert explain(model, x, layer="c2", units="1,0,0").shape == (1, 3, 8, 8)
     assert explain(model, x, layer="c2", units=[1, (2, 1, 1)]).shape == (1, 2, 3, 8, 8)
     with pytest.raises(ValueError, match="has 8 channels"):
