@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from specc.heatmap import map_to_rgb
 from specc_viz.explain import explain_rows_by_method, inference_state
 from specc_viz.receptive import crop, receptive_box
-from specc_viz.render import Tile, image_to_rgb, map_to_rgb
+from specc_viz.render import Tile, image_to_rgb
 from specc_viz.search import reconstruct_top, top_activations
 from specc_viz.units import Channel, Position, Unit, check_unit, top_channels
 

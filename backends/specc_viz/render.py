@@ -33,17 +33,6 @@ class Tile:
     label: str
 
 
-def map_to_rgb(m: np.ndarray) -> np.ndarray:
-    """A map (C, H, W) of any sign -> (H, W, 3) uint8 with per-tile contrast, zero at grey."""
-    m = np.asarray(m, dtype=np.float64)
-    if m.shape[0] != 3:
-        m = m.mean(axis=0, keepdims=True)
-    peak = np.abs(m).max()
-    scaled = 0.5 + 0.5 * (m / peak if peak > 0 else m)
-    rgb = np.clip(np.rint(scaled * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-    return np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
-
-
 def image_to_rgb(pixels: np.ndarray) -> np.ndarray:
     """Raw pixels (C, H, W) on 0..255 -> (H, W, 3) uint8 (grey images replicated)."""
     rgb = np.clip(np.rint(np.asarray(pixels, dtype=np.float64)), 0, 255).astype(np.uint8).transpose(1, 2, 0)

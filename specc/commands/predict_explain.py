@@ -28,6 +28,7 @@ from specc.commands.predict import fixed_batch, model_input
 from specc.commands.predict_inputs import Progress, batches
 from specc.errors import UserError
 from specc.fileio import write_files
+from specc.heatmap import map_to_rgb
 
 MASK = "unit_mask"
 
@@ -113,17 +114,6 @@ def _npy(m: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(m, dtype=np.float32), allow_pickle=False)
     return buffer.getvalue()
-
-
-def map_to_rgb(m: np.ndarray) -> np.ndarray:
-    """A map (C, H, W) of any sign -> (H, W, 3) uint8: scaled by its largest |value|, zero at grey."""
-    m = np.asarray(m, dtype=np.float64)
-    if m.shape[0] != 3:
-        m = m.mean(axis=0, keepdims=True)
-    peak = np.abs(m).max()
-    scaled = 0.5 + 0.5 * (m / peak if peak > 0 else m)
-    rgb = np.clip(np.rint(scaled * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-    return np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
 
 
 def _png(m: np.ndarray) -> bytes:
