@@ -14,26 +14,26 @@ from specc.errors import SpecError
 from specc.ir import Graph
 
 
-def fraction(text: str) -> float:
-    """An argparse type: a fraction 0 <= f < 1 (nan refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction 0 <= f < 1")
-    return value
+def _ranged(kind: type, accepts, what: str):
+    """An argparse type reading `kind` and refusing values outside a range, naming it
+    (`'1.5' is not a fraction 0 <= f < 1`); nan is outside every range."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or (isinstance(value, float) and not math.isfinite(value)) or not accepts(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
 
 
-def whole_number(text: str) -> int:
-    """An argparse type: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return value
+fraction = _ranged(float, lambda v: 0 <= v < 1, "a fraction 0 <= f < 1")
+whole_number = _ranged(int, lambda v: v >= 0, "a whole number >= 0")
+decay = _ranged(float, lambda v: 0 < v < 1, "a decay 0 < d < 1")
+non_negative = _ranged(float, lambda v: v >= 0, "a finite number >= 0")
 
 
 def add_data_flags(group) -> None:
@@ -52,28 +52,6 @@ def add_data_flags(group) -> None:
         metavar="N",
         help="processes decoding the streamed data (0: in the training process; default: one per core, at most 8)",
     )
-
-
-def decay(text: str) -> float:
-    """An argparse type: an EMA decay 0 < d < 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a decay 0 < d < 1")
-    return value
-
-
-def non_negative(text: str) -> float:
-    """An argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
-    return value
 
 
 # The training features' flags (each a `train:` key, `specc.training.config.FLAG_KEYS`): (flag,
