@@ -185,7 +185,7 @@ def apply_overrides(raw: RawSpec, overrides: list[str]) -> None:
         if not sep or not key.strip():
             raise UserError(f"--set {assignment}: expected KEY=VALUE, e.g. --set classes=100")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = yamlsrc.load_value(text) if text.strip() else ""
         except yaml.YAMLError as exc:
             raise UserError(
                 f"--set {assignment}: value is not valid YAML ({getattr(exc, 'problem', None) or exc})"

@@ -10,6 +10,7 @@ can point at the exact node.
 from __future__ import annotations
 
 import math
+import re
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -78,6 +79,18 @@ class _DepthLimitedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
+
+
+# Floats as YAML 1.2 and JSON write them. PyYAML follows YAML 1.1, where a float needs a dot
+# and a signed exponent, so `lr: 1e-3` (and `--lr 1e-5`, which reaches the spec as JSON text)
+# would be the *string* '1e-3' and refused as "not a number".
+_EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+_DepthLimitedLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789"))
+
+
+def load_value(text: str) -> object:
+    """One YAML value (a `--set` value) read as spec files are: `1e-5` is a number."""
+    return yaml.load(text, Loader=_DepthLimitedLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _reader_error(file: str, text: str, exc: yaml.reader.ReaderError) -> SpecError:

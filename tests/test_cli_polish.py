@@ -128,16 +128,15 @@ def test_fish_completes_options_and_choices(capsys, tmp_path):
 
 # -- --json and --set on every command -----------------------------------------------------
 
-# Commands whose output is not a result to parse, and those other owners have yet to give --json.
+# Commands whose output is not a result to parse.
 NO_JSON = {"schema": "prints JSON already", "completion": "prints a shell script"}
-NOT_YET = {"import", "train"}
 
 
 def test_every_command_that_prints_results_has_json():
     missing = [
         name
         for name, sub in subcommands().items()
-        if name not in NO_JSON and name not in NOT_YET
+        if name not in NO_JSON
         if "--json" not in {f for a in sub._actions for f in a.option_strings}
     ]
     assert missing == []

@@ -178,3 +178,26 @@ def test_cli_torch_args_reach_the_callable_and_are_refused_in_one_line(tmp_path,
         "error: --arg classes: expected KEY=VALUE with a Python name as KEY, e.g. --arg num_classes=10\n"
     )
     assert not (tmp_path / "m.yaml").exists()
+
+
+def test_import_json_reports_what_was_written(tmp_path, capsys):
+    import json
+
+    from specc.cli import main
+    from tests.conftest import ROOT
+
+    spec = str(ROOT / "specs" / "resnet_tiny.yaml")
+    assert main(["compile", spec, "--target", "onnx", "--no-fold", "-o", str(tmp_path), "--force"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "imported.yaml"
+    assert main(["import", str(tmp_path / "resnet_tiny.onnx"), "-o", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    import specc
+
+    source = specc.build(spec)  # torch.nn counts the source's parameters
+    assert report["parameters"] == sum(p.numel() for p in source.parameters())
+    assert report["files"] == {
+        str(out): out.stat().st_size,
+        str(out.with_suffix(".pt")): out.with_suffix(".pt").stat().st_size,
+    }
+    assert report["input"] == [3, 32, 32] and report["classes"] == 10

@@ -53,7 +53,7 @@ def add_spec_options(parser: argparse.ArgumentParser, *, many: bool = False, opt
     )
 
 
-def add_weights_map_option(parser: argparse.ArgumentParser) -> None:
+def add_weights_map_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--weights-map MAP.yaml: the names of a foreign state_dict given to --weights."""
     parser.add_argument(
         "--weights-map",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import json
 import sys
 import warnings
 from collections import Counter
@@ -79,6 +80,7 @@ specc import --torch torchvision.models:alexnet --input 3x224x224 --force
         help="for a model with nodes specc cannot map: write the spec up to the last layer before the"
         " first of them (without it, nothing is written and each such node is listed)",
     )
+    p.add_argument("--json", action="store_true", help="print what was imported and written as one JSON document")
     p.set_defaults(func=run)
 
 
@@ -111,6 +113,9 @@ def run(args) -> int:
     if keys:
         files[map_path] = _map_text(keys, origin, spec_path).encode("utf-8")
     sizes = write_files(files)  # all or nothing
+    if args.json:
+        print(json.dumps(_report(graph, weights, origin, result.notes, sizes), indent=2))
+        return 0
     print(_summary(graph, weights, origin))
     for note in result.notes:
         print(f"  note: {note}")
@@ -321,13 +326,36 @@ def _checkpoint(graph: Graph, weights: dict, spec_text: str) -> dict:
     return {"format": CHECKPOINT_FORMAT, "model": state, "spec": spec_text, "spec_hash": spec_hash(graph)}
 
 
-def _summary(graph: Graph, weights: dict, origin: str) -> str:
-    counts = Counter(node.type for node in graph.nodes)
-    kinds = ", ".join(f"{kind} {n}" for kind, n in counts.most_common())
+def _counts(graph: Graph, weights: dict) -> tuple[Counter, int, int]:
+    """Layers by type, parameters (as `specc summary` counts them) and running statistics."""
     from specc.api import check
 
     params = check(graph).report.total_params  # what `specc summary` counts: the source's parameters
     buffers = sum(int(a.size) for a in weights.values()) - params  # batch norm's running statistics
+    return Counter(node.type for node in graph.nodes), params, buffers
+
+
+def _report(graph: Graph, weights: dict, origin: str, notes, sizes: dict) -> dict:
+    """`--json`: the import as data."""
+    counts, params, buffers = _counts(graph, weights)
+    return {
+        "source": origin,
+        "name": graph.name,
+        "input": list(graph.input_shape),
+        "output": list(infer(graph).shapes[graph.output.name]),
+        "classes": graph.classes,
+        "layers": len(graph.nodes),
+        "layer_types": dict(counts.most_common()),
+        "parameters": params,
+        "running_statistics": buffers,
+        "notes": [str(note) for note in notes],
+        "files": {str(path): size for path, size in sizes.items()},
+    }
+
+
+def _summary(graph: Graph, weights: dict, origin: str) -> str:
+    counts, params, buffers = _counts(graph, weights)
+    kinds = ", ".join(f"{kind} {n}" for kind, n in counts.most_common())
     c, h, w = graph.input_shape
     out = infer(graph).shapes[graph.output.name]
     classes = f", {graph.classes} classes" if graph.classes is not None else ""

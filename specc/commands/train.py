@@ -7,11 +7,22 @@ Ctrl-C / SIGTERM (a checkpoint was written: continue with --resume).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import sys
 from pathlib import Path
 
 from specc.api import check
-from specc.commands.common import add_command, add_spec_options, positive_int, positive_number, spec_source
+from specc.commands.common import (
+    add_command,
+    add_spec_options,
+    add_weights_map_option,
+    check_weights_map,
+    positive_int,
+    positive_number,
+    spec_source,
+)
 from specc.commands.train_options import (
     add_data_flags,
     add_feature_flags,
@@ -82,7 +93,20 @@ def register(sub) -> None:
     )
     run.add_argument("--out", metavar="RUN_DIR", help="the run directory (default runs/<spec name>)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
+    run.add_argument(
+        "--weights",
+        metavar="CKPT",
+        help="start from these weights instead of the seeded initialisation (a specc checkpoint or a plain"
+        " state_dict, e.g. of `specc import`: fine-tuning)",
+    )
+    add_weights_map_option(run)
     run.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print the run's summary (last epoch's metrics, best, files) as one JSON document on stdout;"
+        " the epoch lines go to stderr",
+    )
     p.set_defaults(func=run_command)
 
 
@@ -121,6 +145,9 @@ def _relabelled(exc: SpecError, labels: dict[str, str]) -> SpecError:
 
 def _train_spec(args) -> int:
     flags = flag_overrides(vars(args))
+    check_weights_map(args)
+    if args.resume and args.weights:
+        raise UserError("--weights with --resume: a resumed run continues from its own checkpoint")
     if args.resume:
         from specc.training.checkpoint import read_for_resume
 
@@ -145,6 +172,7 @@ def _train_spec(args) -> int:
     check_fits(graph, cfg)  # before importing torch: a wrong dataset fails at once
     from specc.training.loop import Interrupted, RunOptions, train
 
+    initial = _initial_weights(args, graph)
     note_run_dir(out)
     options = RunOptions(
         out=out,
@@ -158,14 +186,30 @@ def _train_spec(args) -> int:
         limit_batches=args.limit_batches,
         data_mode=args.data_mode or "auto",
         workers=args.workers,
+        initial_weights=initial,
     )
     try:
-        summary = train(graph, cfg, options)
+        # --json: stdout carries the one JSON document; what a run prints goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            summary = train(graph, cfg, options)
     except Interrupted as exc:
         return exc.code
     if os.environ.get("RANK", "0") == "0":
-        print(_final_line(summary, args.max_steps))
+        if args.json:
+            print(json.dumps(summary | {"message": _final_line(summary, args.max_steps)}, indent=2, allow_nan=False))
+        else:
+            print(_final_line(summary, args.max_steps))
     return 0
+
+
+def _initial_weights(args, graph):
+    """--weights: the state_dict to start from, checked against the spec now (one line naming
+    what does not fit, before any data is read)."""
+    if not args.weights:
+        return None
+    from specc_torch.weights import load_weights
+
+    return load_weights(args.weights, graph, args.weights_map)
 
 
 def _changes(saved: dict, train: dict | None) -> str:
@@ -232,6 +276,8 @@ def _forward(args) -> list[str]:
         ("--workers", args.workers),
         ("--out", args.out),
         ("--resume", args.resume),
+        ("--weights", args.weights),
+        ("--weights-map", args.weights_map),
     )
     for flag, value in options:
         if value is not None:
@@ -241,6 +287,8 @@ def _forward(args) -> list[str]:
         out += ["--set", assignment]
     if args.compile:
         out.append("--compile")
+    if args.json:
+        out.append("--json")
     if args.no_progress:
         out.append("--no-progress")
     return out

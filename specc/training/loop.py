@@ -72,6 +72,7 @@ class RunOptions:
     limit_batches: int | None = None  # train on the first N batches of each epoch only
     data_mode: str = "auto"  # memory, stream or auto (`specc.training.inputs.choose_mode`)
     workers: int | None = None  # processes decoding streamed data; None: the default
+    initial_weights: dict | None = None  # a state_dict to start from (--weights), checked against the spec
 
 
 # -----------------------------------------------------------------------------------------
@@ -123,7 +124,10 @@ class Trainer:
 
         # ---- model and optimizer
         torch.manual_seed(rank_seed(cfg.seed, world.rank))
-        self.model = specc_torch.build(graph, seed=cfg.seed, output="logits").to(device)
+        self.model = specc_torch.build(graph, seed=cfg.seed, output="logits")
+        if options.initial_weights is not None and not resume:
+            self.model.load_state_dict(options.initial_weights)  # --weights: fine-tuning
+        self.model = self.model.to(device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # pyright: ignore[reportCallIssue]
         self.optimizer = make_optimizer(self.model, cfg)
