@@ -64,8 +64,13 @@ def read_checkpoint(path: str | Path) -> Any:
         raise UserError(f"{path}: {_why_unreadable(exc)}") from None
 
 
-def read_state_dict(path: str | Path, weights_map: str | Path | None = None) -> tuple[dict | None, dict]:
+def read_state_dict(
+    path: str | Path, weights_map: str | Path | None = None, field: str = "model"
+) -> tuple[dict | None, dict]:
     """(the checkpoint dict or None for a plain state_dict, its state_dict) from a file.
+
+    `field="ema"` takes the exponential moving average of the weights a `specc train --ema`
+    checkpoint holds instead of the trained weights.
 
     The state_dict is unwrapped from a `module.`/`_orig_mod.` prefix, then renamed by
     `weights_map` (a file `read_weights_map` reads) when given. Refused with one line:
@@ -76,7 +81,9 @@ def read_state_dict(path: str | Path, weights_map: str | Path | None = None) -> 
         if "format" in payload and payload["format"] != CHECKPOINT_FORMAT:
             raise UserError(f"{path}: checkpoint format {payload['format']!r} — expected {CHECKPOINT_FORMAT!r}")
         check_fields(path, payload)  # one line naming the field of a damaged or edited file
-        container, payload = payload, payload.get("model")
+        container, payload = payload, payload.get(field)
+    if field == "ema" and (container is None or not isinstance(payload, dict) or not payload):
+        raise UserError(f"--ema: {path} holds no EMA weights (train with --ema DECAY to keep them)")
     tensor = _torch().Tensor
     if not isinstance(payload, dict) or not payload or not all(isinstance(v, tensor) for v in payload.values()):
         raise UserError(f"{path}: neither a state_dict nor a specc checkpoint (no tensors by layer name)")

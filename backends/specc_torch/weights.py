@@ -62,15 +62,17 @@ def checkpoint_payload(model, **extra) -> dict:
     }
 
 
-def load_weights(path: str | Path, graph: Graph, weights_map: str | Path | None = None) -> dict[str, torch.Tensor]:
+def load_weights(
+    path: str | Path, graph: Graph, weights_map: str | Path | None = None, field: str = "model"
+) -> dict[str, torch.Tensor]:
     """The state_dict in a checkpoint file, checked against `graph`'s layers.
 
     Accepts a specc checkpoint or a plain state_dict (keys under a `module.`/`_orig_mod.`
     wrapper prefix are unwrapped). A checkpoint whose keys and shapes fit is accepted even if
     its spec differs elsewhere (dropout rates, the train: recipe); otherwise a `UserError`
     names both specs and what differs. `weights_map` renames a foreign state_dict's keys
-    (`specc.checkpoint_io.read_weights_map`)."""
-    state, trained_for = _state_of(Path(path), weights_map)
+    (`specc.checkpoint_io.read_weights_map`); `field="ema"` takes a checkpoint's EMA weights."""
+    state, trained_for = _state_of(Path(path), weights_map, field)
     expected = expected_shapes(graph)
     for key in expected:  # older or hand-made state_dicts may lack BN's step counter
         if key.endswith("num_batches_tracked") and key not in state:
@@ -104,9 +106,11 @@ def expected_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def _state_of(path: Path, weights_map: str | Path | None = None) -> tuple[dict[str, torch.Tensor], str]:
+def _state_of(
+    path: Path, weights_map: str | Path | None = None, field: str = "model"
+) -> tuple[dict[str, torch.Tensor], str]:
     """(state_dict, "'name' (hash …)" of the spec it was trained for, or "" if unknown)."""
-    container, state = read_state_dict(path, weights_map)
+    container, state = read_state_dict(path, weights_map, field)
     trained_for = _spec_label(container.get("spec"), container.get("spec_hash")) if container else ""
     return state, trained_for
 

@@ -55,6 +55,11 @@ specc transform specs/model_c.yaml --replace-pooling conv | specc compile - --ta
     source.add_argument("--weights", metavar="CKPT", help="a specc checkpoint or a plain PyTorch state_dict")
     source.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
     add_weights_map_option(p)
+    p.add_argument(
+        "--ema",
+        action="store_true",
+        help="compile the exponential moving average of the weights a `specc train --ema` checkpoint holds",
+    )
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size")
     p.add_argument(
@@ -81,6 +86,8 @@ specc transform specs/model_c.yaml --replace-pooling conv | specc compile - --ta
 
 def run(args) -> int:
     check_weights_map(args)
+    if args.ema and not args.weights:
+        raise UserError("--ema: only with --weights (a checkpoint of `specc train --ema`)")
     batch = _parse_batch(args.batch)
     if args.io == "fp16" and args.precision != "fp16":
         raise UserError("--io fp16: only with --precision fp16 (an fp32 model takes and gives float32)")
@@ -173,9 +180,11 @@ def _weights(graph, args) -> tuple[dict, dict]:
     """numpy weights and where they came from: {"weights": text, "preprocessing": dict|None}."""
     backend = _torch_backend()
     if args.weights:
-        tensors = backend.weights.load_weights(args.weights, graph, args.weights_map)
+        field = "ema" if args.ema else "model"
+        tensors = backend.weights.load_weights(args.weights, graph, args.weights_map, field)
         weights = {k: v.detach().cpu().numpy() for k, v in tensors.items()}
-        provenance = {"weights": f"checkpoint {Path(args.weights).name}", "preprocessing": _preprocessing(args.weights)}
+        what = f"checkpoint {Path(args.weights).name}" + (" (EMA weights)" if args.ema else "")
+        provenance = {"weights": what, "preprocessing": _preprocessing(args.weights)}
         return weights, provenance
     module = backend.build(graph, seed=args.seed, output=args.output)
     return backend.weights.state_dict_numpy(module), {"weights": f"seed {args.seed}", "preprocessing": None}

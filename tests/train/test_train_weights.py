@@ -95,3 +95,31 @@ def test_json_prints_one_document_and_the_epoch_lines_on_stderr(source, capsys):
     assert summary["epochs"] == 1 and summary["last"]["test_acc"] == history[-1]["test_acc"]
     assert summary["run_dir"] == str(tmp / "j") and summary["message"].startswith("done: 1 epochs")
     assert "epoch 1/1" in captured.err
+
+
+def test_compile_ema_deploys_the_averaged_weights(source, tmp_path, capsys):
+    import numpy as np
+    import onnxruntime as ort
+
+    tmp, spec, _ = source
+    assert run_cli("train", spec, "--out", str(tmp_path / "e"), "--epochs", "1", "--ema", "0.5") == 0
+    saved = load(tmp_path / "e" / "last.pt")
+    args = ("compile", spec, "--weights", str(tmp_path / "e" / "last.pt"), "--target", "onnx", "--no-fold")
+    assert run_cli(*args, "--ema", "-o", str(tmp_path / "out")) == 0
+    session = ort.InferenceSession(str(tmp_path / "out" / "tiny.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    (got,) = session.run(None, {session.get_inputs()[0].name: x})
+    graph = load_graph_text(TINY, "tiny.yaml")
+    averaged, trained = build(graph).eval(), build(graph).eval()  # logits, as compile emits
+    averaged.load_state_dict(saved["ema"])
+    trained.load_state_dict(saved["model"])
+    with torch.no_grad():
+        np.testing.assert_allclose(got, averaged(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)
+        assert not np.allclose(got, trained(torch.from_numpy(x)).numpy(), atol=1e-4)
+    capsys.readouterr()
+    # A checkpoint without EMA weights: one line, nothing written.
+    assert run_cli(*args[:3], str(tmp / "a" / "last.pt"), "--ema", "-o", str(tmp_path / "none")) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --ema: {tmp / 'a' / 'last.pt'} holds no EMA weights (train with --ema DECAY to keep them)"
+    )
+    assert not (tmp_path / "none").exists()
