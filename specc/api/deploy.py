@@ -140,20 +140,27 @@ class Predictions:
 
 
 def predict(
-    model: str | Path | bytes | torch.nn.Module, images: str | Path | Sequence[str | Path] | np.ndarray
+    model: str | Path | bytes | torch.nn.Module,
+    images: str | Path | Sequence[str | Path] | np.ndarray,
+    *,
+    provider: str | None = None,
 ) -> Predictions:
     """Classify images with a model `specc compile` wrote (an .onnx path or its bytes, run in
     onnxruntime) or a module `build` made. `images`: image files (decoded, resized, converted
     to RGB or grey as `specc predict` does) or pixels 0..255 as an array (C, H, W) or
     (N, C, H, W) of the model's input size. Pixels are preprocessed as the ONNX model's
-    metadata says (a module: pixels / 255).
+    metadata says (a module: pixels / 255); an `--io fp16` model is fed float16. `provider`:
+    onnxruntime's execution provider, "cpu", "cuda" or "tensorrt" (default: cuda when
+    installed, else cpu), as `specc predict --provider`.
 
         >>> specc.predict("build/allcnn_c.onnx", "examples/rgb_32.png").probs.shape
         (1, 10)"""
     import numpy as np
 
     if isinstance(model, (str, Path, bytes)):
-        return _predict_onnx(model, images)
+        return _predict_onnx(model, images, provider)
+    if provider is not None:
+        raise UserError("provider: applies to an ONNX model (onnxruntime), not to a torch module")
     graph: Graph | None = getattr(model, "graph", None)
     if graph is None:
         raise UserError(f"model: expected an ONNX path or a module specc.build made, got {type(model).__name__}")
@@ -176,16 +183,18 @@ def predict(
     return Predictions(probs, tuple(graph.labels or [f"class {i}" for i in range(classes)]))
 
 
-def _predict_onnx(model: str | Path | bytes, images: Any) -> Predictions:
+def _predict_onnx(model: str | Path | bytes, images: Any, provider: str | None) -> Predictions:
     from specc.commands.predict import MAX_FIXED_BATCH, preprocess, softmax
-    from specc_onnx.runtime import make_session, read_metadata
+    from specc_onnx.runtime import check_provider, make_session, read_metadata, resolve_providers
 
     source = str(model) if isinstance(model, (str, Path)) else "model"
     meta = read_metadata(model if isinstance(model, bytes) else str(model))  # one line for a non-specc file
     if "explain" in meta.extra or meta.classes is None:
         raise UserError(f"{source}: predict needs a classifier compiled without --explain (spec '{meta.name}')")
     batch = preprocess(_pixels(images, meta.input_shape, source), meta.preprocessing)
-    session = make_session(model if isinstance(model, bytes) else str(model))
+    providers = resolve_providers(provider)
+    session = make_session(model if isinstance(model, bytes) else str(model), providers=providers)
+    check_provider(session, providers, source)
     feed = session.get_inputs()[0]
     fixed = feed.shape[0] if isinstance(feed.shape[0], int) else None
     if fixed is not None and not 1 <= fixed <= MAX_FIXED_BATCH:
@@ -193,12 +202,14 @@ def _predict_onnx(model: str | Path | bytes, images: Any) -> Predictions:
     scores_name = session.get_outputs()[-1].name  # the class scores come last
     import numpy as np
 
+    if feed.type == "tensor(float16)":  # compiled with --io fp16
+        batch = batch.astype(np.float16)
     step = fixed or len(batch)
     chunks = []
     for start in range(0, len(batch), step):  # a fixed-batch model runs padded chunks
         chunk = batch[start : start + step]
-        padded = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), np.float32)])
-        chunks.append(np.asarray(session.run([scores_name], {feed.name: padded})[0])[: len(chunk)])
+        padded = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+        chunks.append(np.asarray(session.run([scores_name], {feed.name: padded})[0], np.float32)[: len(chunk)])
     scores = np.concatenate(chunks)
     probs = scores if meta.output == "probs" else softmax(scores)
     return Predictions(probs, tuple(meta.label(i) for i in range(probs.shape[1])))
