@@ -57,18 +57,25 @@ def write_files(contents: Mapping[Path, bytes | Writer]) -> dict[Path, int]:
     every destination as it was; only a failing rename, after all the data is safe, can leave
     part of the set replaced. Returns the sizes."""
     staged: dict[Path, tuple[str, int]] = {}
+    targets = {Path(path): _target(Path(path)) for path in contents}
     try:
         for path, content in contents.items():
             write = content if callable(content) else _writer_of(content)
-            staged[Path(path)] = _stage(Path(path), write)
-        _rename_all({path: tmp for path, (tmp, _) in staged.items()})
+            staged[targets[Path(path)]] = _stage(targets[Path(path)], write)
+        _rename_all({target: tmp for target, (tmp, _) in staged.items()})
     except BaseException:
         for tmp, _ in staged.values():
             _remove(tmp)  # the ones already renamed are gone from there: nothing to do
         raise
-    for folder in {path.parent for path in staged}:
+    for folder in {target.parent for target in staged}:
         _sync_folder(folder)
-    return {path: size for path, (_, size) in staged.items()}
+    return {path: staged[target][1] for path, target in targets.items()}
+
+
+def _target(path: Path) -> Path:
+    """The file a write to `path` replaces: a symlink's target (`fmt -i link.yaml` rewrites the
+    spec the link points at and keeps the link, as an editor would), else `path` itself."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 def _rename_all(moves: dict[Path, str]) -> None:

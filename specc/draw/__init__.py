@@ -22,13 +22,14 @@ FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot"}
 def output_format(path: str | Path, flag: str = "-o") -> str:
     """The format an output file's extension asks for; a one-line refusal otherwise (before
     any work is done). PNG/PDF are refused here too when matplotlib is missing."""
+    # a directory first: `-o out/` would otherwise read as a file without an extension
+    if Path(path).is_dir():
+        raise UserError(f"{flag} {path}: is a directory, expected a file name (.svg, .png, .pdf or .dot)")
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise UserError(
             f"{flag} {path}: unknown diagram format {suffix or '(no extension)'!r} — use .svg, .png, .pdf or .dot"
         )
-    if Path(path).is_dir():
-        raise UserError(f"{flag} {path}: is a directory, expected a file name")
     fmt = FORMATS[suffix]
     if fmt in ("png", "pdf"):
         from specc.draw.render_mpl import require_matplotlib

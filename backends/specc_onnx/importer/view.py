@@ -93,8 +93,12 @@ def load_model(source: str | Path | bytes | onnx.ModelProto, label: str = "") ->
     path = Path(source)
     if not path.is_file():
         raise UserError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
+    if path.stat().st_size == 0:  # protobuf reads no bytes as an empty model, which would pass for "opset 0"
+        raise UserError(f"{path}: an empty file, not an ONNX model")
     try:
         return onnx.load(str(path)), str(path)
+    except onnx.checker.ValidationError as exc:  # external data missing, absolute or outside the folder
+        raise UserError(f"{path}: {_first_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
 
@@ -182,6 +186,19 @@ def _size(tensor: onnx.TensorProto) -> int:
     return count
 
 
+def _initializer(tensor: onnx.TensorProto, label: str) -> np.ndarray:
+    """An initializer's values; a refusal naming it when its data does not fill the shape it
+    declares (a truncated or hostile file) or holds NaN (weights no training produces)."""
+    try:
+        array = numpy_helper.to_array(tensor)
+    except Exception as exc:  # noqa: BLE001 - numpy's reshape and onnx's own checks raise several types
+        dims = "x".join(str(d) for d in tensor.dims) or "scalar"
+        raise UserError(f"{label}: initializer '{tensor.name}' ({dims}): {_first_line(exc)}") from None
+    if array.dtype.kind == "f" and np.isnan(array).any():
+        raise UserError(f"{label}: initializer '{tensor.name}' holds NaN — the weights are broken, re-export them")
+    return array
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -239,7 +256,7 @@ def _dims(value_info) -> tuple:
 
 def _view(model: onnx.ModelProto, label: str, initializers) -> ModelView:
     graph = model.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in initializers}  # read-only views of one copy
+    consts = {t.name: _initializer(t, label) for t in initializers}  # read-only views of one copy
     inputs = [i for i in graph.input if i.name not in consts]
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs) or "none"
