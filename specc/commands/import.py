@@ -215,7 +215,12 @@ def _parse_input(text: str) -> tuple[int, int, int]:
     if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise UserError(f"--input {text}: expected CxHxW with positive integers, e.g. 3x224x224")
     c, h, w = (int(p) for p in parts)
+    if c * h * w > _MAX_INPUT_VALUES:  # the trace runs the model on it: 3x100000x100000 would need 120 GB
+        raise UserError(f"--input {text}: {c * h * w} values per image — at most {_MAX_INPUT_VALUES} (512 MiB)")
     return c, h, w
+
+
+_MAX_INPUT_VALUES = 1 << 27
 
 
 def load_module(ref: str, kwargs: dict | None = None):
@@ -239,7 +244,7 @@ def load_module(ref: str, kwargs: dict | None = None):
         call = f"{attr}({', '.join(f'{k}={v!r}' for k, v in (kwargs or {}).items())})"
         try:
             obj = obj(**(kwargs or {}))
-        except Exception as exc:  # noqa: BLE001 - the user's code: one line naming it
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code (sys.exit(0) too): one line
             raise UserError(f"--torch {ref}: calling {call} fails: {_one_line(exc)}") from None
     if not isinstance(obj, nn.Module):
         raise UserError(f"--torch {ref}: {attr}() returns {type(obj).__name__}, expected a torch.nn.Module")
