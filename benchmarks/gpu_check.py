@@ -11,19 +11,48 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "backends")]
 
 QUICK = os.environ.get("GPU_CHECK_QUICK") == "1"
+# The whole script's seconds (GPU_CHECK_BUDGET, default 540): a device call is cut at 600 s, so
+# each section's subprocess gets at most what is left, and the JSON is rewritten after each one.
+BUDGET = float(os.environ.get("GPU_CHECK_BUDGET", "540"))
+STARTED = time.perf_counter()
 FMNIST_DIRS = (ROOT / ".data" / "fashion-mnist", Path("/usr/share/datasets/fashion-mnist"))
+
+
+def wheel_fits(name: str, python: tuple[int, int] = sys.version_info[:2], machine: str = platform.machine()) -> bool:
+    """Whether the wheel file `name` installs here: pure-Python wheels everywhere, compiled ones
+    only for this CPython version on Linux on this CPU."""
+    tags, cpython = name.removesuffix(".whl").split("-")[-3:], f"cp{python[0]}{python[1]}"
+    pythons, abi, platforms = tags[0].split("."), tags[1], tags[2].split(".")
+    if abi == "none" and platforms == ["any"]:
+        return any(p in ("py3", f"py{python[0]}{python[1]}") for p in pythons)
+    linux = any(p.startswith(("manylinux", "linux")) and p.endswith(machine) for p in platforms)
+    return cpython in pythons and abi == cpython and linux
+
+
+def unpack_wheels(folder: Path, site: Path) -> None:
+    """Every wheel in `folder` that fits this Python, unpacked into `site` (a folder for
+    PYTHONPATH): a wheel's files are laid out as they go into site-packages. For a Python
+    without pip (a venv made by uv); `folder` holds one version of each package."""
+    fitting = sorted(w for w in folder.glob("*.whl") if wheel_fits(w.name))
+    for wheel in fitting:
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(site)
+    print(f"gpu_check: unpacked {len(fitting)} wheels into {site}: {' '.join(w.name for w in fitting)}")
 
 
 def cuda_available() -> bool:
@@ -32,16 +61,29 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def run(command: list[str], timeout: float) -> subprocess.CompletedProcess:
-    """A section's command; its output is echoed so the log shows what happened."""
+def run(command: list[str], timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """A section's command, cut at `timeout` or at the end of the budget; its output is echoed
+    so the log shows what happened."""
+    left = BUDGET - (time.perf_counter() - STARTED)
+    if left < 20:
+        return subprocess.CompletedProcess(command, 124, "", "out of time (GPU_CHECK_BUDGET): not run")
+    timeout = min(timeout, left)
     print("$ " + " ".join(command), flush=True)
-    try:
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        text = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
-        return subprocess.CompletedProcess(command, 124, text, f"timed out after {timeout:.0f} s")
-    print(result.stdout[-4000:] + result.stderr[-2000:], flush=True)
-    return result
+    # A session of its own: on a timeout the whole group goes (a test's own subprocesses too,
+    # which would otherwise hold the pipes open and hang this script).
+    pipe = subprocess.PIPE
+    with subprocess.Popen(
+        command, cwd=ROOT, stdout=pipe, stderr=pipe, text=True, env=env, start_new_session=True
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            stderr, code = stderr + f"\ntimed out after {timeout:.0f} s", 124
+    print(stdout[-4000:] + stderr[-2000:], flush=True)
+    return subprocess.CompletedProcess(command, code, stdout, stderr)
 
 
 # -- the sections: each returns {"status": ok|fail|skipped, "summary": one line, ...} ----------
@@ -52,7 +94,9 @@ def cuda_tests() -> dict:
         str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py") if "mark.cuda" in p.read_text()
     )
     target = ["tests/train/test_cuda.py"] if QUICK else [*files, "-m", "cuda"]
-    result = run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *target], 480)
+    # No plugins the machine happens to have (installed packages register some): only pytest's own.
+    env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    result = run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *target], 480, env)
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error|errors|deselected)", result.stdout)}
     ran = counts.get("passed", 0) + counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0)
     summary = ", ".join(f"{n} {k}" for k, n in counts.items() if k != "deselected") or result.stderr.strip()[-200:]
@@ -87,6 +131,10 @@ def train_benchmark() -> dict:
         f" {ratios['specc-bf16-cl / hand-bf16-cl']:.3f}; bf16+CL/fp32 eager {ratios['specc-bf16-cl / hand-fp32']:.2f}x"
         f" ({rates})"
     )
+    if "specc-bf16-compile / hand-fp32" in ratios:
+        summary += f"; bf16+compile/fp32 eager {ratios['specc-bf16-compile / hand-fp32']:.2f}x"
+    elif figures.get("compile_error"):
+        summary += f"; --compile failed: {figures['compile_error'][:120]}"
     if not cuda_available():
         return {"status": "skipped", "summary": f"no CUDA device; CPU smoke run only: {summary}", "figures": figures}
     return {"status": "ok" if all(figures["targets"].values()) else "fail", "summary": summary, "figures": figures}
@@ -188,9 +236,11 @@ SECTIONS = {
 def main() -> int:
     import torch
 
-    started = time.perf_counter()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     results: dict[str, dict] = {}
+    report = {"gpu": gpu, "torch": str(torch.__version__), "quick": QUICK, "sections": results}
+    out = Path(os.environ["OUT"]) if os.environ.get("OUT") else ROOT / "benchmarks"
+    out.mkdir(parents=True, exist_ok=True)
     for name, section in SECTIONS.items():
         began = time.perf_counter()
         try:
@@ -198,19 +248,19 @@ def main() -> int:
         except Exception as exc:  # noqa: BLE001 - one section's failure must not hide the others
             results[name] = {"status": "fail", "summary": f"{type(exc).__name__}: {exc}"[:300]}
         results[name]["seconds"] = round(time.perf_counter() - began, 1)
+        report["seconds"] = round(time.perf_counter() - STARTED, 1)
+        (out / "gpu_check.json").write_text(json.dumps(report, indent=2))  # what is done, if the call is cut
     where = gpu or "no CUDA device: every GPU section skipped"
     print(f"\nGPU check — {where}; torch {torch.__version__}{' (quick mode)' if QUICK else ''}")
     print(f"{'section':22} {'status':8} {'s':>6}  result")
     for name, result in results.items():
         print(f"{name:22} {result['status']:8} {result['seconds']:6.1f}  {result['summary']}")
-    report = {"gpu": gpu, "torch": str(torch.__version__), "quick": QUICK, "sections": results}
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    out = Path(os.environ["OUT"]) if os.environ.get("OUT") else ROOT / "benchmarks"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
     print(f"written: {out / 'gpu_check.json'}")
     return 1 if any(r["status"] == "fail" for r in results.values()) else 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--unpack-wheels"]:  # gpu_check.sh where there is no pip: FOLDER SITE
+        unpack_wheels(Path(sys.argv[2]), Path(sys.argv[3]))
+        sys.exit(0)
     sys.exit(main())

@@ -11,6 +11,7 @@ import subprocess
 import pytest
 import torch
 
+from benchmarks.gpu_check import wheel_fits
 from tests.conftest import ROOT
 
 SECTIONS = ["CUDA tests", "training benchmark", "onnxruntime CUDA EP", "Fashion-MNIST to 90%"]
@@ -44,3 +45,18 @@ def test_the_gpu_check_runs_on_a_cpu_skipping_every_gpu_section(tmp_path):
     assert onnx["summary"].startswith("no CUDA device; CPU smoke run only: CPUExecutionProvider")
     assert onnx["figures"]["max_abs_diff"] < 1e-4  # specc's ONNX agrees with torch on the same weights
     assert sections["Fashion-MNIST to 90%"] == {"status": "skipped", "summary": "quick mode", "seconds": 0.0}
+
+
+def test_the_wheels_unpacked_without_pip_are_the_ones_that_fit_the_python_and_cpu():
+    # gpu_check.sh on a Python without pip unpacks .wheels/ itself: pure-Python wheels always,
+    # pydantic_core only for this CPython version (the folder holds one for 3.10 to 3.14).
+    core = "pydantic_core-2.50.5-{0}-{0}-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"
+    assert wheel_fits(core.format("cp310"), (3, 10), "x86_64")
+    assert wheel_fits(core.format("cp314"), (3, 14), "x86_64")
+    assert not wheel_fits(core.format("cp311"), (3, 10), "x86_64")
+    assert not wheel_fits(core.format("cp310"), (3, 11), "x86_64")
+    assert not wheel_fits(core.format("cp311"), (3, 11), "aarch64")
+    assert wheel_fits("pydantic-2.14.4-py3-none-any.whl", (3, 12), "aarch64")
+    assert wheel_fits("tomli-2.5.0-py3-none-any.whl", (3, 10), "x86_64")
+    assert not wheel_fits("colorama-0.4.6-py2-none-any.whl", (3, 11), "x86_64")
+    assert not wheel_fits("pywin32-311-cp311-cp311-win_amd64.whl", (3, 11), "AMD64")
