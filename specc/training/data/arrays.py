@@ -80,4 +80,5 @@ def load_npy(data_dir: str | None, split: str) -> ArrayDataset:
     """One split read whole into memory (the in-memory data mode)."""
     images, labels, classes, path = npy_split(data_dir, split)
     names = [f"class{i}" for i in range(classes)]
-    return ArrayDataset(np.ascontiguousarray(images), labels, classes, names, "npy", str(path))
+    # a copy: the memory map is read-only (torch warns of undefined behaviour) and not in memory
+    return ArrayDataset(np.array(images, order="C"), labels, classes, names, "npy", str(path))
