@@ -100,14 +100,21 @@ WEIGHTS_MAP_HINT = " — if it holds another model's names, pass --weights-map M
 def read_weights_map(path: str | Path) -> dict[str, str]:
     """A weights map (`specc import` writes one): `{format: specc-weights-map-v1, keys: {spec
     key: source key}}` in YAML; one-line refusals naming the file."""
-    import yaml
+    from specc.errors import SpecError
+    from specc.yamlsrc import MAX_FILE_BYTES, load_text, read_regular_file
 
     path = Path(path)
-    _check_regular_file(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raw = read_regular_file(path, MAX_FILE_BYTES, "a YAML weights map")
+    except UserError as exc:
+        raise UserError(f"--weights-map {exc}") from None
+    try:
+        # specc's own YAML reader: a key given twice is an error at its line, not a silent last-wins
+        data = load_text(raw.decode("utf-8"), str(path)).data
+    except (UnicodeDecodeError, UserError) as exc:
         raise UserError(f"--weights-map {path}: not a YAML weights map ({type(exc).__name__})") from None
+    except SpecError as exc:
+        raise UserError(f"--weights-map {exc.diagnostics[0].format()}") from None
     if not isinstance(data, dict) or data.get("format") != WEIGHTS_MAP_FORMAT:
         raise UserError(
             f"--weights-map {path}: expected format: {WEIGHTS_MAP_FORMAT} and keys: {{spec key: source key}}"
