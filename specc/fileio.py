@@ -61,7 +61,10 @@ def write_files(contents: Mapping[Path, bytes | Writer]) -> dict[Path, int]:
     try:
         for path, content in contents.items():
             write = content if callable(content) else _writer_of(content)
-            staged[targets[Path(path)]] = _stage(targets[Path(path)], write)
+            target = targets[Path(path)]
+            if target in staged:  # two links to one file: the last content wins, no orphaned temporary
+                _remove(staged.pop(target)[0])
+            staged[target] = _stage(target, write)
         _rename_all({target: tmp for target, (tmp, _) in staged.items()})
     except BaseException:
         for tmp, _ in staged.values():

@@ -7,7 +7,7 @@ import json
 import sys
 
 from specc.api import check
-from specc.commands.common import add_command, add_spec_options, check_kwargs
+from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_sources
 from specc.errors import Diagnostic, SourcePos, SpecError, UserError
 from specc.outputs import describe_outputs
 
@@ -41,7 +41,7 @@ FORMATS = ("text", "json", "github")
 
 
 def run(args) -> int:
-    specs = args.specs or ["-"]
+    specs = spec_sources(args.specs) or ["-"]
     results = [_check_one(spec, args) for spec in specs]
     if args.format == "json":
         print(json.dumps({"ok": all(r["ok"] for r in results), "specs": results}, indent=2))

@@ -99,5 +99,13 @@ def spec_source(value: str | None) -> str:
     raise UserError("no spec given: name a spec file, or pipe one in (`... | specc COMMAND -`)")
 
 
+def spec_sources(values: list[str]) -> list[str]:
+    """SPEC arguments of a command that takes several: stdin (`-`) at most once, since a second
+    read of it finds it empty (which would pass for an empty spec)."""
+    if values.count("-") > 1:
+        raise UserError("SPEC -: stdin given more than once — it can be read only once")
+    return values
+
+
 def check_kwargs(args) -> dict:
     return {"max_params": args.max_params, "max_activation_bytes": int(args.max_activation_gib * 2**30)}

@@ -56,6 +56,8 @@ def run(args) -> int:
         raise UserError("-o - prints the SVG itself; --json needs a file to write (-o OUT)")
     if args.diff and args.weights:
         raise UserError("--weights and --diff do not go together: a diff shows the specs, not trained weights")
+    if args.diff == "-" and args.spec == "-":  # the second read of stdin would find it empty
+        raise UserError("--diff -: SPEC already reads stdin — give one of the two as a file")
     from specc.draw import diff_scene, network_scene, render
 
     result = check(spec_source(args.spec), args.overrides, **check_kwargs(args))

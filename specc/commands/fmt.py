@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from specc.api import check
-from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
+from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source, spec_sources
 from specc.emit import to_dict
 from specc.errors import SpecError, UserError
 from specc.fileio import write_files
@@ -77,7 +77,7 @@ def format_source(source: str, args) -> Formatted:
 
 
 def run(args) -> int:
-    sources = args.specs or [spec_source(None)]
+    sources = spec_sources(args.specs) or [spec_source(None)]
     if args.check or args.in_place:
         return _run_files(sources, args)
     if len(sources) > 1:

@@ -50,6 +50,8 @@ class WidthMult(Transform):
         factor = self.factor
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1e6:
             shown = f"{factor:g}" if isinstance(factor, (int, float)) else repr(factor)
+            if isinstance(factor, (int, float)) and factor >= 1e6:  # "expected > 0" would puzzle here
+                raise UserError(f"--width-mult {shown}: too large — expected a number > 0 and below 1e6, e.g. 0.5 or 2")
             raise UserError(f"--width-mult {shown}: expected a number > 0, e.g. 0.5 or 2")
         if isinstance(self.round_to, bool) or not isinstance(self.round_to, int) or self.round_to < 1:
             raise UserError(f"round {self.round_to!r}: expected a positive integer, e.g. 8")
