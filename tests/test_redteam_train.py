@@ -49,3 +49,27 @@ def test_folder_with_an_empty_class_folder(tmp_path, capsys):
         == f"error: {tmp_path / 'data' / 'train' / 'empty'}: no images: expected bmp/gif/jpeg/jpg/png/ppm/tif/tiff/webp files"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_a_corrupt_image_read_by_a_stream_worker_is_one_line(tmp_path, capsys):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(folder / "0.png")
+    bad = tmp_path / "data" / "train" / "dog" / "1.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: s\ninput: {channels: 3, size: 4}\nclasses: 2\nlayers:\n"
+        "  - {type: global_avg_pool}\n  - {type: flatten}\n  - {type: linear, units: 2}\n"
+    )
+    argv = ["train", str(spec), "--data", "folder", "--data-dir", str(tmp_path / "data"), "--epochs", "1"]
+    argv += ["--data-mode", "stream", "--workers", "1", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    # torch re-raises a worker's error with the worker's traceback as its message
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {bad}: cannot decode image: ") and "Traceback" not in err

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from specc.errors import UserError
 from specc.preprocessing import Preprocessing
 from specc.training.data.loader import AugmentConfig, EpochPlan
 from specc.training.data.preprocess import channel_histograms, fit_preprocessing, normalize_from_histograms
@@ -119,7 +120,7 @@ class StreamLoader(EpochPlan):
         flips, offsets = flips.to(self.device), offsets.to(self.device)
         size = self.batch_size
         self.sampler.batches = [indices[i * size : (i + 1) * size].tolist() for i in range(start, len(self))]
-        for i, raw in zip(range(start, len(self)), self.reader):
+        for i, raw in zip(range(start, len(self)), decoded(self.reader)):
             batch = slice(i * size, (i + 1) * size)
             x = raw.to(self.device, non_blocking=True).float()  # (B, C, H, W), 0..255
             y = self.labels.index_select(0, indices[batch]).to(self.device, non_blocking=True)
@@ -144,9 +145,28 @@ class StreamSplit:
         shard = np.arange(rank, len(self.dataset), world_size)
         self.sampler.batches = [shard[s : s + batch_size].tolist() for s in range(0, len(shard), batch_size)]
         labels = torch.from_numpy(self.dataset.labels)
-        for positions, raw in zip(self.sampler.batches, self.reader):
+        for positions, raw in zip(self.sampler.batches, decoded(self.reader)):
             y = labels.index_select(0, torch.as_tensor(positions, dtype=torch.int64))
             yield raw.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+def decoded(reader: DataLoader) -> Iterator:
+    """The reader's batches. A worker's UserError (a corrupt image) comes back as its own one
+    line: torch re-raises it in this process with the worker's traceback as the message."""
+    try:
+        yield from reader
+    except UserError as exc:
+        raise UserError(worker_message(str(exc))) from None
+
+
+def worker_message(text: str) -> str:
+    """The original message inside torch's "Caught UserError in DataLoader worker process 0.
+    Original Traceback (...): ... specc.errors.UserError: MESSAGE" (the message itself when
+    the error was raised in this process)."""
+    lines = text.strip().splitlines()
+    prefix = f"{UserError.__module__}.{UserError.__qualname__}: "
+    found = [line[len(prefix) :] for line in lines if line.startswith(prefix)]
+    return found[-1] if found else (lines[-1] if lines else text)
 
 
 def fit_streamed(kind: str, dataset: StreamDataset, workers: int = 0, batch_size: int = 256) -> Preprocessing:
@@ -154,8 +174,6 @@ def fit_streamed(kind: str, dataset: StreamDataset, workers: int = 0, batch_size
     sums the channel histograms of every image, decoded by the workers; "gcn_zca" needs the
     whole split at once (its (D, D) whitening matrix) and is refused."""
     if kind == "gcn_zca":
-        from specc.errors import UserError
-
         raise UserError(
             "preprocessing gcn_zca needs the whole training set in memory (its whitening matrix is"
             " D x D): use --data-mode memory on a dataset that fits, or preprocessing normalize"
@@ -166,6 +184,6 @@ def fit_streamed(kind: str, dataset: StreamDataset, workers: int = 0, batch_size
     positions = np.arange(len(dataset))
     sampler.batches = [positions[s : s + batch_size].tolist() for s in range(0, len(dataset), batch_size)]
     total = np.zeros((dataset.image_shape[0], 256), dtype=np.int64)
-    for histograms in _reader(_Batches(dataset, histograms=True), sampler, workers, False, persistent=False):
+    for histograms in decoded(_reader(_Batches(dataset, histograms=True), sampler, workers, False, persistent=False)):
         total += histograms.numpy()
     return normalize_from_histograms(total, dataset.image_shape)
