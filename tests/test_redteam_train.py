@@ -73,3 +73,19 @@ def test_a_corrupt_image_read_by_a_stream_worker_is_one_line(tmp_path, capsys):
     # torch re-raises a worker's error with the worker's traceback as its message
     assert len(err.splitlines()) == 1, err
     assert err.startswith(f"error: {bad}: cannot decode image: ") and "Traceback" not in err
+
+
+def test_patience_without_early_stopping_is_refused(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: s\ninput: {channels: 3, size: 4}\nclasses: 2\nlayers:\n"
+        "  - {type: global_avg_pool}\n  - {type: flatten}\n  - {type: linear, units: 2}\n"
+    )
+    argv = ["train", str(spec), "--data", "synthetic", "--epochs", "1", "--out", str(tmp_path / "run")]
+    assert main([*argv, "--patience", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: --patience 3: only with --early-stopping METRIC (or train.early_stopping in the spec)"
+        " — early stopping is off"
+    )
+    assert not (tmp_path / "run").exists()

@@ -166,6 +166,7 @@ def _train_spec(args) -> int:
         out, resume, changes = Path(args.out or f"runs/{graph.name}"), None, ""
         check_new_run_dir(out)  # refuses a folder with anything in it that is not a run of ours
     cfg = recipe_of(graph.train)
+    _check_early_stopping_flags(args, cfg.early_stopping)
     graph = graph.replace(train=cfg.to_dict())  # checkpoints record every setting explicitly
     from specc.training.inputs import check_fits
 
@@ -210,6 +211,17 @@ def _initial_weights(args, graph):
     from specc_torch.weights import load_weights
 
     return load_weights(args.weights, graph, args.weights_map)
+
+
+def _check_early_stopping_flags(args, early_stopping: str | None) -> None:
+    """--patience and --min-delta tune early stopping only: given while it is off, they would
+    be silently ignored."""
+    for flag, value in (("--patience", args.patience), ("--min-delta", args.min_delta)):
+        if value is not None and early_stopping is None:
+            raise UserError(
+                f"{flag} {value:g}: only with --early-stopping METRIC (or train.early_stopping in the spec)"
+                " — early stopping is off"
+            )
 
 
 def _changes(saved: dict, train: dict | None) -> str:
