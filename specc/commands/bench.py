@@ -139,7 +139,7 @@ def _spec_setups(args, threads: int, providers: list[str]):
     fp32 = to_bytes(emit(graph, state_dict_numpy(module)))
     setups = torch_setups(module, args.compile)
     setups["onnxruntime fp32"] = ort_setup(fp32, threads, providers)
-    int8 = _int8_setups(args, fp32, graph.input_shape, threads, providers)
+    int8 = _int8_setups(args, fp32, graph.input_shape, threads, providers, graph.classes)
     setups |= int8
     return graph.name, graph.input_shape, setups, set(int8)
 
@@ -170,7 +170,7 @@ def _model_setups(args, threads: int, providers: list[str]):
     return meta.name, meta.input_shape, setups | int8, set(int8)
 
 
-def _int8_setups(args, fp32: bytes, shape, threads: int, providers: list[str]) -> dict:
+def _int8_setups(args, fp32: bytes, shape, threads: int, providers: list[str], classes: int | None = None) -> dict:
     """The int8 contender: --int8 MODEL, or --quantize (static QDQ calibrated on 64 random
     inputs: the speed is right, the accuracy is not judged — `specc quantize` does that)."""
     from specc.commands.bench_run import ort_setup
@@ -181,6 +181,13 @@ def _int8_setups(args, fp32: bytes, shape, threads: int, providers: list[str]) -
         meta = read_metadata(args.int8)
         if "quantization" not in meta.extra:
             raise UserError(f"--int8 {args.int8}: not a model from `specc quantize` (no specc.quantization)")
+        # its scores are compared with the spec's: the same input and classes, or a broadcast error
+        if (tuple(meta.input_shape), meta.classes) != (tuple(shape), classes):
+            theirs, ours = "x".join(map(str, meta.input_shape)), "x".join(map(str, shape))
+            raise UserError(
+                f"--int8 {args.int8}: a model of '{meta.name}' ({theirs} -> {meta.classes} classes), not of"
+                f" {args.spec} ({ours} -> {classes} classes)"
+            )
         return {"onnxruntime int8": ort_setup(args.int8, threads, providers)}
     if not args.quantize:
         return {}

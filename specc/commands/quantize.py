@@ -146,6 +146,10 @@ def _check_model(path: str, model: onnx.ModelProto, meta: SpeccMetadata) -> None
         )
     if "quantization" in meta.extra:
         raise UserError(f"{path}: already quantized (specc.quantization in its metadata) — quantize the fp32 model")
+    if "explain" in meta.extra:  # its outputs are maps, not the class scores quantize compares
+        raise UserError(f"{path}: an explanation model (`specc compile --explain`) — quantize the classifier's model")
+    if "precision" in meta.extra:  # fp16 weights (and maybe fp16 input): nothing for int8 to start from
+        raise UserError(f"{path}: an fp16 model (--precision fp16) — quantize the fp32 model (compile without it)")
     dim = model.graph.input[0].type.tensor_type.shape.dim[0]
     if dim.HasField("dim_value"):
         raise UserError(
