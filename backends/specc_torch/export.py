@@ -49,8 +49,10 @@ def to_onnx_bytes(module: nn.Module, example_input: torch.Tensor, *, opset: int 
             )
     except UserError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the exporter raises many types for unsupported code
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - many types for unsupported code; a forward's sys.exit
         lines = str(exc).strip().splitlines()
+        if isinstance(exc, SystemExit):  # its message is only the exit code
+            lines = [f"the model called sys.exit({exc.code!r})"]
         raise UserError(f"torch.onnx.export fails: {lines[0] if lines else type(exc).__name__}") from None
     finally:
         module.train(was_training)
