@@ -99,6 +99,13 @@ def spec_source(value: str | None) -> str:
     raise UserError("no spec given: name a spec file, or pipe one in (`... | specc COMMAND -`)")
 
 
+def refuse_stdout(flag: str, value: str | None, writes: str, name: str = "a file") -> None:
+    """`-` means stdin/stdout to specc: for an option that names files to write, it would
+    otherwise create a file (or folder) literally called `-`."""
+    if value == "-":
+        raise UserError(f"{flag} -: {writes} cannot go to stdout — name {name}")
+
+
 def spec_sources(values: list[str]) -> list[str]:
     """SPEC arguments of a command that takes several: stdin (`-`) at most once, since a second
     read of it finds it empty (which would pass for an empty spec)."""

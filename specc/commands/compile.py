@@ -14,6 +14,7 @@ from specc.commands.common import (
     add_weights_map_option,
     check_kwargs,
     check_weights_map,
+    refuse_stdout,
     spec_source,
 )
 from specc.commands.explain_options import add_explain_arguments, explain_onnx_bytes, explain_path
@@ -85,6 +86,7 @@ specc transform specs/model_c.yaml --replace-pooling conv | specc compile - --ta
 
 
 def run(args) -> int:
+    refuse_stdout("-o", args.out_dir, "compile's files (ONNX model, PyTorch code)", "a folder")
     check_weights_map(args)
     if args.ema and not args.weights:
         raise UserError("--ema: only with --weights (a checkpoint of `specc train --ema`)")

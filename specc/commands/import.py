@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from specc.checkpoint_io import CHECKPOINT_FORMAT, WEIGHTS_MAP_FORMAT
-from specc.commands.common import add_command
+from specc.commands.common import add_command, refuse_stdout
 from specc.emit import spec_hash, to_yaml
 from specc.errors import UserError
 from specc.fileio import write_files
@@ -85,6 +85,8 @@ specc import --torch torchvision.models:alexnet --input 3x224x224 --force
 
 
 def run(args) -> int:
+    refuse_stdout("-o", args.out, "a spec and its checkpoint")
+    refuse_stdout("--weights-out", args.weights_out, "a checkpoint")
     if args.input is not None and not args.torch:
         raise UserError("--input: only with --torch (an ONNX model records its input shape)")
     if args.arg and not args.torch:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from specc.commands.common import add_command, positive_int
+from specc.commands.common import add_command, positive_int, refuse_stdout
 from specc.errors import UserError
 
 if TYPE_CHECKING:
@@ -88,6 +88,7 @@ def layer_list(text: str) -> tuple[str, ...]:
 
 
 def run(args) -> int:
+    refuse_stdout("-o", args.output, "an ONNX model")
     try:
         from specc_onnx.quantize import QuantizeSettings, layer_nodes, quantize_model
         from specc_onnx.runtime import load_model, read_metadata

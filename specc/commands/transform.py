@@ -13,7 +13,7 @@ import sys
 import textwrap
 from typing import Any
 
-from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
+from specc.commands.common import add_command, add_spec_options, check_kwargs, refuse_stdout, spec_source
 from specc.emit import schema_modeline, to_dict
 from specc.errors import UserError
 from specc.fileio import write_bytes, write_text
@@ -109,6 +109,9 @@ specc transform --list
 
 
 def run_command(args) -> int:
+    refuse_stdout("--weights-out", args.weights_out, "a checkpoint")
+    if args.output == "-":  # stdout, as without -o
+        args.output = None
     if args.list:
         print(json.dumps(table_dict(), indent=2) if args.json else describe_table(), end="\n" if args.json else "")
         return 0
