@@ -26,6 +26,15 @@ SPEC = ROOT / "specs" / "model_a.yaml"
             "--weights-out -: a checkpoint cannot go to stdout — name a file",
         ),
         (["quantize", "m.onnx", "--data", "npy", "-o", "-"], "-o -: an ONNX model cannot go to stdout — name a file"),
+        (["train", str(SPEC), "--out", "-"], "--out -: a run directory cannot go to stdout — name a folder"),
+        (
+            ["predict", "m.onnx", "x.png", "--out", "-"],
+            "--out -: the maps (.npy and .png) cannot go to stdout — name a folder",
+        ),
+        (
+            ["ablate", str(SPEC), "--out", "-"],
+            "--out -: the ablation's runs and report cannot go to stdout — name a folder",
+        ),
     ],
 )
 def test_files_to_stdout_are_refused(argv, message, tmp_path, monkeypatch, capsys):

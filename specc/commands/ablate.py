@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from specc.commands.common import add_command, add_spec_options, check_kwargs, spec_source
+from specc.commands.common import add_command, add_spec_options, check_kwargs, refuse_stdout, spec_source
 
 EXAMPLES = """
 specc ablate specs/model_c.yaml --preset cpu
@@ -73,6 +73,7 @@ def register(sub) -> None:
 
 
 def run_command(args) -> int:
+    refuse_stdout("--out", args.out, "the ablation's runs and report", "a folder")
     from specc.ablate.ablation import Settings, execute_ablation, prepare
     from specc.ablate.plan import parse_lrs
     from specc.ablate.runner import interrupted_message

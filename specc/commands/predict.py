@@ -14,7 +14,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from specc.commands.common import add_command, positive_int
+from specc.commands.common import add_command, positive_int, refuse_stdout
 from specc.commands.predict_inputs import MAX_IMAGE_PIXELS, Progress, batches, collect_images, load_image
 from specc.errors import UserError
 
@@ -58,6 +58,7 @@ specc predict build/allcnn_c.guided.conv6.onnx cat.png --out maps/
 
 
 def run(args) -> int:
+    refuse_stdout("--out", args.out, "the maps (.npy and .png)", "a folder")
     if args.top_k <= 0:
         raise UserError(f"--top-k {args.top_k}: expected a positive integer")
     try:

@@ -21,6 +21,7 @@ from specc.commands.common import (
     check_weights_map,
     positive_int,
     positive_number,
+    refuse_stdout,
     spec_source,
 )
 from specc.commands.train_options import (
@@ -111,6 +112,7 @@ def register(sub) -> None:
 
 
 def run_command(args) -> int:
+    refuse_stdout("--out", args.out, "a run directory", "a folder")
     prepare_process_env()  # before torch is imported, here and in the processes of --nproc
     if args.nproc is not None and "LOCAL_RANK" not in os.environ:
         if args.spec == "-" or (args.spec is None and not args.resume):
