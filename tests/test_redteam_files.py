@@ -116,3 +116,20 @@ def test_import_external_data_outside_the_folder_is_named(tmp_path, capsys):
     line = _error(["import", str(path), "-o", str(tmp_path / "m.yaml")], capsys)
     assert line.startswith(f"error: {path}: Data of TensorProto ( tensor name: w) should be stored in")
     assert "missing.bin" in line
+
+
+def test_import_a_constant_node_larger_than_its_data(tmp_path, capsys):
+    model = _conv_model(_weights())
+    tensor = onnx.TensorProto()
+    tensor.CopyFrom(model.graph.initializer[0])
+    del model.graph.initializer[:]
+    del tensor.dims[:]
+    tensor.dims.extend([100000, 100000, 3, 3])
+    model.graph.node.insert(0, helper.make_node("Constant", [], ["w"], value=tensor))
+    path = tmp_path / "const.onnx"
+    path.write_bytes(model.SerializeToString())
+    line = _error(["import", str(path), "-o", str(tmp_path / "m.yaml")], capsys)
+    assert line == (
+        f"error: {path}: initializer 'w' (100000x100000x3x3): cannot reshape array of size 108 into shape "
+        "(100000,100000,3,3)"
+    )

@@ -110,7 +110,7 @@ def checked_view(model: onnx.ModelProto, label: str) -> ModelView:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
         raise UserError(f"{label}: opset {opset} — specc imports opset {MIN_OPSET} or newer (re-export it)")
-    light = _folded(_without_weights(model))  # the checks read shapes, not weight values: no copy of them
+    light = _folded(_without_weights(model), label)  # the checks read shapes, not weight values: no copy of them
     try:
         onnx.checker.check_model(light)
     except Exception as exc:  # noqa: BLE001 - ValidationError and friends
@@ -153,7 +153,7 @@ def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     return light
 
 
-def _folded(model: onnx.ModelProto) -> onnx.ModelProto:
+def _folded(model: onnx.ModelProto, label: str) -> onnx.ModelProto:
     """The model with every foldable node computed from Constant nodes alone replaced by a
     Constant of its value (F.pad's pads, as TorchScript writes them): shape inference then
     knows the shapes after it. Nodes reading initializers are kept (a weight laid out is part
@@ -162,7 +162,7 @@ def _folded(model: onnx.ModelProto) -> onnx.ModelProto:
     nodes = []
     for node in model.graph.node:
         if node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+            values[node.output[0]] = _initializer(node.attribute[0].t, label)
         elif node.op_type in FOLDABLE and node.input and all(not v or v in values for v in node.input):
             folded = _fold(node, values)
             if len(folded) == len([o for o in node.output if o]):
@@ -193,9 +193,13 @@ def _initializer(tensor: onnx.TensorProto, label: str) -> np.ndarray:
         array = numpy_helper.to_array(tensor)
     except Exception as exc:  # noqa: BLE001 - numpy's reshape and onnx's own checks raise several types
         dims = "x".join(str(d) for d in tensor.dims) or "scalar"
-        raise UserError(f"{label}: initializer '{tensor.name}' ({dims}): {_first_line(exc)}") from None
+        raise UserError(
+            f"{label}: initializer '{tensor.name or '(a Constant)'}' ({dims}): {_first_line(exc)}"
+        ) from None
     if array.dtype.kind == "f" and np.isnan(array).any():
-        raise UserError(f"{label}: initializer '{tensor.name}' holds NaN — the weights are broken, re-export them")
+        raise UserError(
+            f"{label}: initializer '{tensor.name or '(a Constant)'}' holds NaN — the weights are broken, re-export them"
+        )
     return array
 
 
@@ -279,7 +283,7 @@ def _view(model: onnx.ModelProto, label: str, initializers) -> ModelView:
         scope = _module_scope({p.key: p.value for p in node.metadata_props})
         nodes.append(OnnxNode(i, node.name, node.op_type, tuple(node.input), tuple(node.output), attrs, scope))
         if node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
-            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+            consts[node.output[0]] = _initializer(node.attribute[0].t, label)
         elif node.op_type == "Identity" and node.input[0] in consts:  # exporters alias shared weights
             consts[node.output[0]] = consts[node.input[0]]
         elif node.op_type in FOLDABLE and node.input and all(not v or v in consts for v in node.input):
