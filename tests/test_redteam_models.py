@@ -79,3 +79,26 @@ def test_bench_int8_of_another_network(tiny, tmp_path, capsys):
     capsys.readouterr()
     line = _error(["bench", str(other), "--int8", str(int8), "--batch", "1", "--rounds", "1", "--no-compile"], capsys)
     assert line == f"error: --int8 {int8}: a model of 'tiny' (3x8x8 -> 2 classes), not of {other} (3x8x8 -> 3 classes)"
+
+
+def _tampered(tmp_path, spec) -> str:
+    """specc's model with conv1.weight declaring 100000 filters: onnxruntime refuses to load it."""
+    import onnx
+
+    assert main(["compile", str(spec), "-o", str(tmp_path / "b")]) == 0
+    model = onnx.load(str(tmp_path / "b" / "tiny.onnx"))
+    tensor = next(t for t in model.graph.initializer if t.name == "conv1.weight")
+    tensor.dims[0] = 100000
+    path = tmp_path / "tampered.onnx"
+    path.write_bytes(model.SerializeToString())
+    return str(path)
+
+
+@pytest.mark.parametrize("command", ["quantize", "bench"])
+def test_a_model_onnxruntime_refuses_is_named(command, tiny, tmp_path, capsys):
+    spec, data = tiny
+    path = _tampered(tmp_path, spec)
+    capsys.readouterr()
+    extra = ["--data", "npy", "--data-dir", str(data)] if command == "quantize" else ["--batch", "1", "--rounds", "1"]
+    line = _error([command, path, *extra], capsys)
+    assert line.startswith(f"error: {path}: onnxruntime cannot load this model (")

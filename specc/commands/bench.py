@@ -161,7 +161,7 @@ def _model_setups(args, threads: int, providers: list[str]):
             f"{args.spec}: takes float16 input (--io fp16); bench feeds float32 — compile it without --io fp16"
         )
     kind = "int8" if "quantization" in meta.extra else "fp16" if "precision" in meta.extra else "fp32"
-    setups = {f"onnxruntime {kind}": ort_setup(model, threads, providers)}
+    setups = {f"onnxruntime {kind}": ort_setup(args.spec, threads, providers)}  # the path: errors name the file
     int8: dict = {}
     if args.quantize:
         if kind != "fp32":

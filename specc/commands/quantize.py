@@ -91,7 +91,7 @@ def run(args) -> int:
     refuse_stdout("-o", args.output, "an ONNX model")
     try:
         from specc_onnx.quantize import QuantizeSettings, layer_nodes, quantize_model
-        from specc_onnx.runtime import load_model, read_metadata
+        from specc_onnx.runtime import load_model, make_session, read_metadata
     except ImportError as exc:
         raise UserError(f"quantize needs onnx and onnxruntime ({exc}) — pip install 'specc[onnx]'") from None
 
@@ -99,6 +99,10 @@ def run(args) -> int:
     meta = read_metadata(fp32, args.model)  # one line for a non-specc model
     out = Path(args.output) if args.output else Path(args.model).with_suffix(".int8.onnx")
     _check_model(args.model, fp32, meta)
+    try:  # one line for a model onnxruntime refuses (the quantizer's own error is a traceback)
+        make_session(fp32, threads=1)
+    except UserError as exc:
+        raise UserError(f"{args.model}{str(exc).removeprefix('<model>')}") from None
     if out.exists() and not args.force:
         raise UserError(f"-o {out}: already exists — pass --force to overwrite")
     if out.is_dir():
