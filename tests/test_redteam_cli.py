@@ -8,38 +8,29 @@ from pathlib import Path
 
 import pytest
 
-from specc.cli import main
 from specc.fileio import write_files
+from tests.redteam_helpers import refusal
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_A = ROOT / "specs" / "model_a.yaml"
 
 
-def _error(argv: list[str], capsys) -> str:
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    return lines[0]
-
-
 @pytest.mark.parametrize("argv", [["check", "-", "-"], ["fmt", "--check", "-", "-"]])
 def test_stdin_named_twice(argv, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(MODEL_A.read_bytes())))
-    assert _error(argv, capsys) == "error: SPEC -: stdin given more than once — it can be read only once"
+    assert refusal(argv, capsys) == "error: SPEC -: stdin given more than once — it can be read only once"
 
 
 def test_draw_diff_of_stdin_against_stdin(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(MODEL_A.read_bytes())))
     out = tmp_path / "d.svg"
-    line = _error(["draw", "-", "--diff", "-", "-o", str(out)], capsys)
+    line = refusal(["draw", "-", "--diff", "-", "-o", str(out)], capsys)
     assert line == "error: --diff -: SPEC already reads stdin — give one of the two as a file"
     assert not out.exists()
 
 
 def test_width_mult_too_large_says_so(capsys):
-    line = _error(["transform", str(MODEL_A), "--width-mult", "1e9"], capsys)
+    line = refusal(["transform", str(MODEL_A), "--width-mult", "1e9"], capsys)
     assert line == "error: --width-mult 1e+09: too large — expected a number > 0 and below 1e6, e.g. 0.5 or 2"
 
 

@@ -11,19 +11,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from specc.cli import main
+from tests.redteam_helpers import refusal
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_A = ROOT / "specs" / "model_a.yaml"
-
-
-def _error(argv: list[str], capsys) -> str:
-    """The one stderr line of a refused command (exit 2, nothing on stdout)."""
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    return lines[0]
 
 
 def _conv_model(weights: np.ndarray) -> onnx.ModelProto:
@@ -46,7 +37,7 @@ def _weights() -> np.ndarray:
 def test_draw_to_a_directory_says_so(tmp_path, capsys):
     folder = tmp_path / "out"
     folder.mkdir()
-    line = _error(["draw", str(MODEL_A), "-o", str(folder)], capsys)
+    line = refusal(["draw", str(MODEL_A), "-o", str(folder)], capsys)
     assert line == f"error: -o {folder}: is a directory, expected a file name (.svg, .png, .pdf or .dot)"
 
 
@@ -69,7 +60,7 @@ def test_import_an_initializer_larger_than_its_data(tmp_path, capsys):
     tensor.dims.extend([100000, 100000, 3, 3])  # declares 90 G values, holds 108
     path = tmp_path / "huge.onnx"
     path.write_bytes(model.SerializeToString())
-    line = _error(["import", str(path), "-o", str(tmp_path / "m.yaml")], capsys)
+    line = refusal(["import", str(path), "-o", str(tmp_path / "m.yaml")], capsys)
     assert line == (
         f"error: {path}: initializer 'w' (100000x100000x3x3): cannot reshape array of size 108 into shape "
         "(100000,100000,3,3)"
@@ -82,7 +73,7 @@ def test_import_refuses_nan_weights(tmp_path, capsys):
     weights[1, 2, 0, 0] = np.nan
     path = tmp_path / "nan.onnx"
     onnx.save(_conv_model(weights), str(path))
-    line = _error(["import", str(path), "-o", str(tmp_path / "m.yaml")], capsys)
+    line = refusal(["import", str(path), "-o", str(tmp_path / "m.yaml")], capsys)
     assert line == f"error: {path}: initializer 'w' holds NaN — the weights are broken, re-export them"
     assert not (tmp_path / "m.yaml").exists()
 
@@ -90,7 +81,7 @@ def test_import_refuses_nan_weights(tmp_path, capsys):
 def test_import_an_empty_file(tmp_path, capsys):
     path = tmp_path / "empty.onnx"
     path.write_bytes(b"")
-    assert _error(["import", str(path), "-o", str(tmp_path / "m.yaml")], capsys) == (
+    assert refusal(["import", str(path), "-o", str(tmp_path / "m.yaml")], capsys) == (
         f"error: {path}: an empty file, not an ONNX model"
     )
 
@@ -110,10 +101,10 @@ def _external(tmp_path: Path, location: str) -> Path:
 
 def test_import_external_data_outside_the_folder_is_named(tmp_path, capsys):
     path = _external(tmp_path, "/etc/passwd")
-    line = _error(["import", str(path), "-o", str(tmp_path / "m.yaml")], capsys)
+    line = refusal(["import", str(path), "-o", str(tmp_path / "m.yaml")], capsys)
     assert line.startswith(f"error: {path}: Location of external TensorProto ( tensor name: w) should be a relative")
     path = _external(tmp_path, "missing.bin")
-    line = _error(["import", str(path), "-o", str(tmp_path / "m.yaml")], capsys)
+    line = refusal(["import", str(path), "-o", str(tmp_path / "m.yaml")], capsys)
     assert line.startswith(f"error: {path}: Data of TensorProto ( tensor name: w) should be stored in")
     assert "missing.bin" in line
 
@@ -128,7 +119,7 @@ def test_import_a_constant_node_larger_than_its_data(tmp_path, capsys):
     model.graph.node.insert(0, helper.make_node("Constant", [], ["w"], value=tensor))
     path = tmp_path / "const.onnx"
     path.write_bytes(model.SerializeToString())
-    line = _error(["import", str(path), "-o", str(tmp_path / "m.yaml")], capsys)
+    line = refusal(["import", str(path), "-o", str(tmp_path / "m.yaml")], capsys)
     assert line == (
         f"error: {path}: initializer 'w' (100000x100000x3x3): cannot reshape array of size 108 into shape "
         "(100000,100000,3,3)"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from specc.cli import main
+from tests.redteam_helpers import refusal
 
 SPEC = """name: tiny
 input: {channels: 3, size: 8}
@@ -18,15 +19,6 @@ layers:
   - {type: flatten}
   - {type: linear, units: %d}
 """
-
-
-def _error(argv: list[str], capsys) -> str:
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    return lines[0]
 
 
 @pytest.fixture
@@ -47,7 +39,7 @@ def test_quantize_an_fp16_model(tiny, tmp_path, capsys):
     assert main(["compile", str(spec), "-o", str(tmp_path / "b"), "--precision", "fp16", "--io", "fp16"]) == 0
     capsys.readouterr()
     model = tmp_path / "b" / "tiny.fp16.onnx"
-    line = _error(
+    line = refusal(
         ["quantize", str(model), "--data", "npy", "--data-dir", str(data), "-o", str(tmp_path / "q.onnx")], capsys
     )
     assert line == f"error: {model}: an fp16 model (--precision fp16) — quantize the fp32 model (compile without it)"
@@ -60,7 +52,7 @@ def test_quantize_an_explanation_model(tiny, tmp_path, capsys):
     assert main(argv) == 0
     capsys.readouterr()
     model = tmp_path / "b" / "tiny.guided.fc1.onnx"
-    line = _error(
+    line = refusal(
         ["quantize", str(model), "--data", "npy", "--data-dir", str(data), "-o", str(tmp_path / "q.onnx")], capsys
     )
     assert line == (
@@ -77,7 +69,7 @@ def test_bench_int8_of_another_network(tiny, tmp_path, capsys):
     other = tmp_path / "three.yaml"
     other.write_text(SPEC % (3, 3))
     capsys.readouterr()
-    line = _error(["bench", str(other), "--int8", str(int8), "--batch", "1", "--rounds", "1", "--no-compile"], capsys)
+    line = refusal(["bench", str(other), "--int8", str(int8), "--batch", "1", "--rounds", "1", "--no-compile"], capsys)
     assert line == f"error: --int8 {int8}: a model of 'tiny' (3x8x8 -> 2 classes), not of {other} (3x8x8 -> 3 classes)"
 
 
@@ -100,5 +92,5 @@ def test_a_model_onnxruntime_refuses_is_named(command, tiny, tmp_path, capsys):
     path = _tampered(tmp_path, spec)
     capsys.readouterr()
     extra = ["--data", "npy", "--data-dir", str(data)] if command == "quantize" else ["--batch", "1", "--rounds", "1"]
-    line = _error([command, path, *extra], capsys)
+    line = refusal([command, path, *extra], capsys)
     assert line.startswith(f"error: {path}: onnxruntime cannot load this model (")
