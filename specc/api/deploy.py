@@ -184,7 +184,7 @@ def predict(
 
 
 def _predict_onnx(model: str | Path | bytes, images: Any, provider: str | None) -> Predictions:
-    from specc.commands.predict import MAX_FIXED_BATCH, preprocess, softmax
+    from specc.commands.predict import fixed_batch, in_input_dtype, preprocess, run_batch, softmax
     from specc_onnx.runtime import check_provider, make_session, read_metadata, resolve_providers
 
     source = str(model) if isinstance(model, (str, Path)) else "model"
@@ -195,22 +195,9 @@ def _predict_onnx(model: str | Path | bytes, images: Any, provider: str | None) 
     providers = resolve_providers(provider)
     session = make_session(model if isinstance(model, bytes) else str(model), providers=providers)
     check_provider(session, providers, source)
-    feed = session.get_inputs()[0]
-    fixed = feed.shape[0] if isinstance(feed.shape[0], int) else None
-    if fixed is not None and not 1 <= fixed <= MAX_FIXED_BATCH:
-        raise UserError(f"{source}: the model's input has a fixed batch of {fixed:,} — compile it with batch='dynamic'")
+    fixed = fixed_batch(session, source, remedy="batch='dynamic'")
     scores_name = session.get_outputs()[-1].name  # the class scores come last
-    import numpy as np
-
-    if feed.type == "tensor(float16)":  # compiled with --io fp16
-        batch = batch.astype(np.float16)
-    step = fixed or len(batch)
-    chunks = []
-    for start in range(0, len(batch), step):  # a fixed-batch model runs padded chunks
-        chunk = batch[start : start + step]
-        padded = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        chunks.append(np.asarray(session.run([scores_name], {feed.name: padded})[0], np.float32)[: len(chunk)])
-    scores = np.concatenate(chunks)
+    scores = run_batch(session, scores_name, in_input_dtype(session, batch), fixed)  # float32
     probs = scores if meta.output == "probs" else softmax(scores)
     return Predictions(probs, tuple(meta.label(i) for i in range(probs.shape[1])))
 

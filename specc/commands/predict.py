@@ -130,14 +130,15 @@ def warn_random_weights(meta, model: str) -> None:
         )
 
 
-def fixed_batch(session, model: str) -> int | None:
-    """The batch size baked into the model's input, or None for a dynamic batch."""
+def fixed_batch(session, model: str, remedy: str = "--batch dynamic") -> int | None:
+    """The batch size baked into the model's input, or None for a dynamic batch. `remedy`: how
+    the caller compiles a dynamic batch (the flag, or the API's keyword)."""
     first = session.get_inputs()[0]
     fixed = first.shape[0] if isinstance(first.shape[0], int) else None
     if fixed is not None and not 1 <= fixed <= MAX_FIXED_BATCH:
         raise UserError(
             f"{model}: the model's input has a fixed batch of {fixed:,} — expected 1 to {MAX_FIXED_BATCH:,}"
-            " (compile it with --batch dynamic)"
+            f" (compile it with {remedy})"
         )
     return fixed
 
@@ -147,7 +148,13 @@ def model_input(session, meta, paths: list[str]) -> np.ndarray:
     import numpy as np
 
     pixels = np.stack([load_image(path, meta.input_shape) for path in paths])  # (N, C, H, W), 0..255
-    batch = preprocess(pixels, meta.preprocessing)
+    return in_input_dtype(session, preprocess(pixels, meta.preprocessing))
+
+
+def in_input_dtype(session, batch: np.ndarray) -> np.ndarray:
+    """`batch` as the model's input takes it: float16 for `--io fp16` models, else as it is."""
+    import numpy as np
+
     return batch.astype(np.float16) if session.get_inputs()[0].type == "tensor(float16)" else batch
 
 
