@@ -9,7 +9,7 @@ from specc.ops import AvgPool, LayerOp, MaxPool, _window_out, _Windowed
 from specc.shapes import ShapeReport
 
 
-def _keeps_scores(op: LayerOp) -> bool:
+def keeps_scores(op: LayerOp) -> bool:
     """Passes class scores on unchanged in kind, so a ReLU before it still clips them: a
     softmax, a layer turning a map of scores into a vector (global pooling, flatten), a layer
     that does nothing in inference (dropout)."""
@@ -43,7 +43,7 @@ def _relu_on_scores(graph: Graph) -> list[Diagnostic]:
     if graph.classes is None:
         return []  # a feature map out of a ReLU is no trap
     node = graph.output
-    while _keeps_scores(node.op) and node.inputs[0] != INPUT:
+    while keeps_scores(node.op) and node.inputs[0] != INPUT:
         node = graph.node(node.inputs[0])
     if not _rectifies(node.op):
         return []

@@ -16,16 +16,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from specc.ir import INPUT, Graph, Node
+from specc.lint import keeps_scores
 from specc.shapes import ShapeReport
 from specc.transforms.base import Rewrite, Transform, nothing_to_do
 from specc.transforms.rewrite import NodeList
-
-
-def _passes_scores(node: Node) -> bool:
-    """A layer after the scores that keeps them scores (softmax, global pooling, flatten,
-    dropout): a rectifier before it still clips the scores."""
-    op = node.op
-    return op.makes_probabilities or op.vectorizes or op.train_only
 
 
 @dataclass(frozen=True)
@@ -50,7 +44,7 @@ class LinearScores(Transform):
             if node.op.rectifier:
                 changed.append(node)
                 work.remove(node.name)  # its readers read the scores directly
-            elif _passes_scores(node):
+            elif keeps_scores(node.op):
                 pass
             else:
                 fused = node.op.activation_op()
