@@ -80,7 +80,8 @@ def run(args) -> int:
     saved = container or {}
     graph = _graph(args, saved)
     classes = require_classifier(graph, "specc eval")
-    state = load_weights(args.weights, graph, args.weights_map)  # refuses another architecture, naming both specs
+    # the trained or (--ema) averaged weights; refuses another architecture, naming both specs
+    state = load_weights(args.weights, graph, args.weights_map, "ema" if args.ema else "model")
     recipe = {**(saved.get("config") or {}), **(graph.train or {})}
     cfg = TrainConfig.model_validate(recipe).model_copy(
         update={k: v for k, v in (("dataset", args.data), ("data_dir", args.data_dir)) if v is not None}
@@ -105,8 +106,6 @@ def run(args) -> int:
     device = pick_device(args.device, World())
     model = build(graph, output="logits")
     model.load_state_dict(state)
-    if args.ema:
-        _load_ema(model, args.weights, saved)
     model.to(device)
     if isinstance(data, ArrayDataset):
         images = torch.from_numpy(data.images).to(device)
@@ -124,18 +123,6 @@ def run(args) -> int:
     report = _report(graph, args, dataset_name(cfg), labels, result)
     print(json.dumps(report, indent=2) if args.json else _text(report))
     return 0
-
-
-def _load_ema(model, weights: str, saved: dict) -> None:
-    """Replace `model`'s weights by the EMA weights its checkpoint holds (field `ema`)."""
-    from pathlib import Path
-
-    from specc.training.checkpoint import load_into
-
-    ema = saved.get("ema")
-    if not isinstance(ema, dict) or not ema:
-        raise UserError(f"--ema: {weights} holds no EMA weights (train with --ema DECAY to keep them)")
-    load_into(Path(weights), "ema", model.load_state_dict, ema)
 
 
 def _graph(args, saved: dict) -> Graph:
