@@ -19,7 +19,6 @@ from specc.emit import spec_hash, to_yaml
 from specc.errors import UserError
 from specc.fileio import write_files
 from specc.ir import Graph
-from specc.shapes import infer
 from specc.spec import load_graph_text
 from specc.summary import human_bytes
 from specc.version import __version__
@@ -333,23 +332,25 @@ def _checkpoint(graph: Graph, weights: dict, spec_text: str) -> dict:
     return {"format": CHECKPOINT_FORMAT, "model": state, "spec": spec_text, "spec_hash": spec_hash(graph)}
 
 
-def _counts(graph: Graph, weights: dict) -> tuple[Counter, int, int]:
-    """Layers by type, parameters (as `specc summary` counts them) and running statistics."""
+def _counts(graph: Graph, weights: dict) -> tuple[Counter, int, int, tuple[int, ...]]:
+    """Layers by type, parameters (as `specc summary` counts them), running statistics and the
+    output shape — from one shape pass."""
     from specc.api import check
 
-    params = check(graph).report.total_params  # what `specc summary` counts: the source's parameters
+    report = check(graph).report
+    params = report.total_params  # what `specc summary` counts: the source's parameters
     buffers = sum(int(a.size) for a in weights.values()) - params  # batch norm's running statistics
-    return Counter(node.type for node in graph.nodes), params, buffers
+    return Counter(node.type for node in graph.nodes), params, buffers, report.shapes[graph.output.name]
 
 
 def _report(graph: Graph, weights: dict, origin: str, notes, sizes: dict) -> dict:
     """`--json`: the import as data."""
-    counts, params, buffers = _counts(graph, weights)
+    counts, params, buffers, out = _counts(graph, weights)
     return {
         "source": origin,
         "name": graph.name,
         "input": list(graph.input_shape),
-        "output": list(infer(graph).shapes[graph.output.name]),
+        "output": list(out),
         "classes": graph.classes,
         "layers": len(graph.nodes),
         "layer_types": dict(counts.most_common()),
@@ -361,10 +362,9 @@ def _report(graph: Graph, weights: dict, origin: str, notes, sizes: dict) -> dic
 
 
 def _summary(graph: Graph, weights: dict, origin: str) -> str:
-    counts, params, buffers = _counts(graph, weights)
+    counts, params, buffers, out = _counts(graph, weights)
     kinds = ", ".join(f"{kind} {n}" for kind, n in counts.most_common())
     c, h, w = graph.input_shape
-    out = infer(graph).shapes[graph.output.name]
     classes = f", {graph.classes} classes" if graph.classes is not None else ""
     stats = f" (+{buffers:,} running statistics)" if buffers else ""
     return (
